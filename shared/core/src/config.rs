@@ -1,0 +1,359 @@
+//! Configuration: one TOML file, parsed and validated once at start.
+//!
+//! Every problem found is reported together, each naming the file, the app and the key, so an
+//! admin fixes a config in one pass instead of one error at a time.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ids::SalesforceId;
+use crate::mapping::{Mapping, MappingRule};
+
+/// The example configuration shipped in `infra/`, used when no file is given.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../infra/userprov.example.toml");
+pub const EXAMPLE_CONFIG_NAME: &str = "infra/userprov.example.toml (built in)";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: `apps[slack].mapping."name.givenName"`, or `line 12, column 3`.
+    pub location: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub origin: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        writeln!(f, "{}: {} problem{} found", self.origin, n, if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            writeln!(f, "  - {}: {}", issue.location, issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::error::Classify for ConfigError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Config
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Create,
+    Update,
+    Deactivate,
+    Reactivate,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 4] = [Self::Create, Self::Update, Self::Deactivate, Self::Reactivate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Deactivate => "deactivate",
+            Self::Reactivate => "reactivate",
+        }
+    }
+}
+
+/// How a leaver's account is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeactivateMode {
+    /// PATCH `active: false` (the account can be reactivated).
+    #[default]
+    PatchActive,
+    /// DELETE the account.
+    Delete,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    source: RawSource,
+    #[serde(default)]
+    webhook: WebhookConfig,
+    #[serde(default)]
+    worker: WorkerConfig,
+    #[serde(default)]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    org_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// The secret holding the token that ends the Outbound Message URL.
+    pub token_secret: String,
+    /// Requests larger than this are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { token_secret: "userprov/webhook-token".into(), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Deliveries of a job before it goes to the dead-letter queue (SQS maxReceiveCount).
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with full jitter.
+    pub base_delay_ms: u64,
+    /// The longest retry delay.
+    pub max_delay_secs: u64,
+    /// Timeout of one request to a target.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { max_attempts: 5, base_delay_ms: 1000, max_delay_secs: 900, request_timeout_secs: 10 }
+    }
+}
+
+impl WorkerConfig {
+    pub fn base_delay(&self) -> Duration {
+        Duration::from_millis(self.base_delay_ms)
+    }
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_secs(self.max_delay_secs)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: String,
+    #[serde(default = "default_connector")]
+    connector: String,
+    base_url: String,
+    secret: String,
+    #[serde(default = "default_triggers")]
+    triggers: Vec<Trigger>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    deactivate: DeactivateMode,
+    #[serde(default = "default_match_on")]
+    match_on: Vec<String>,
+    #[serde(default)]
+    mapping: toml::Table,
+}
+
+fn default_connector() -> String {
+    "scim2".into()
+}
+fn default_triggers() -> Vec<Trigger> {
+    Trigger::ALL.to_vec()
+}
+fn default_match_on() -> Vec<String> {
+    vec!["userName".into()]
+}
+
+/// One connected app.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub name: String,
+    pub connector: String,
+    pub base_url: String,
+    /// Secret name (Secrets Manager name or ARN; locally a file or environment variable).
+    pub secret: String,
+    pub triggers: BTreeSet<Trigger>,
+    pub dry_run: bool,
+    pub deactivate: DeactivateMode,
+    pub match_on: Vec<String>,
+    pub mapping: Mapping,
+}
+
+impl AppConfig {
+    pub fn allows(&self, trigger: Trigger) -> bool {
+        self.triggers.contains(&trigger)
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub origin: String,
+    pub org_ids: Vec<SalesforceId>,
+    pub webhook: WebhookConfig,
+    pub worker: WorkerConfig,
+    pub apps: Vec<AppConfig>,
+}
+
+pub const CONNECTORS: &[&str] = &["scim2"];
+
+impl Config {
+    /// The built-in example configuration.
+    pub fn example() -> Result<Self, ConfigError> {
+        Self::parse(EXAMPLE_CONFIG, EXAMPLE_CONFIG_NAME)
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            issues: vec![ConfigIssue { location: "file".into(), message: format!("cannot read it: {e}") }],
+        })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let fail = |issues| ConfigError { origin: origin.to_owned(), issues };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![toml_issue(text, &e)]))?;
+        let mut issues = Vec::new();
+
+        let mut org_ids = Vec::new();
+        if raw.source.org_ids.is_empty() {
+            issues.push(issue("source.org_ids", "list at least one Salesforce org id (00D...)"));
+        }
+        for (i, raw_id) in raw.source.org_ids.iter().enumerate() {
+            match SalesforceId::parse(raw_id) {
+                Ok(id) if id.key_prefix() == "00D" => org_ids.push(id),
+                Ok(_) => issues.push(issue(
+                    &format!("source.org_ids[{i}]"),
+                    &format!("{raw_id:?} is not an organization id (they start with 00D)"),
+                )),
+                Err(e) => issues.push(issue(&format!("source.org_ids[{i}]"), &format!("{raw_id:?}: {e}"))),
+            }
+        }
+        if raw.webhook.max_body_bytes < 1024 {
+            issues.push(issue("webhook.max_body_bytes", "must be at least 1024"));
+        }
+        if raw.worker.max_attempts == 0 || raw.worker.max_attempts > 1000 {
+            issues.push(issue("worker.max_attempts", "must be between 1 and 1000 (the SQS maxReceiveCount range)"));
+        }
+        if raw.worker.request_timeout_secs == 0 {
+            issues.push(issue("worker.request_timeout_secs", "must be at least 1"));
+        }
+
+        let mut names = BTreeSet::new();
+        let mut apps = Vec::new();
+        for raw_app in raw.apps {
+            let at = format!("apps[{}]", raw_app.name);
+            if !valid_app_name(&raw_app.name) {
+                issues.push(issue(
+                    &at,
+                    "the name must be 1 to 40 characters of lowercase letters, digits, '-' and '_'",
+                ));
+            }
+            if !names.insert(raw_app.name.clone()) {
+                issues.push(issue(&at, "another app has the same name"));
+            }
+            if !CONNECTORS.contains(&raw_app.connector.as_str()) {
+                issues.push(issue(
+                    &format!("{at}.connector"),
+                    &format!("unknown connector {:?}; known: {}", raw_app.connector, CONNECTORS.join(", ")),
+                ));
+            }
+            match reqwest::Url::parse(&raw_app.base_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                Ok(_) => issues.push(issue(&format!("{at}.base_url"), "must be an http or https URL")),
+                Err(e) => issues.push(issue(&format!("{at}.base_url"), &format!("not a URL: {e}"))),
+            }
+            if raw_app.secret.trim().is_empty() {
+                issues.push(issue(&format!("{at}.secret"), "name the secret holding the app's credentials"));
+            }
+            if raw_app.match_on.is_empty() {
+                issues.push(issue(&format!("{at}.match_on"), "list at least one attribute (usually userName)"));
+            }
+            let mapping = match Mapping::compile(&raw_app.mapping) {
+                Ok(m) => m,
+                Err(errors) => {
+                    for e in errors {
+                        issues.push(issue(&format!("{at}.mapping.{:?}", e.attribute), &e.message));
+                    }
+                    Mapping::default()
+                }
+            };
+            for attribute in &raw_app.match_on {
+                if !mapping.targets(attribute) {
+                    issues.push(issue(
+                        &format!("{at}.match_on"),
+                        &format!("{attribute:?} is not mapped, so it cannot identify an account"),
+                    ));
+                }
+            }
+            if !mapping.targets("userName") && raw_app.connector == "scim2" {
+                issues.push(issue(&format!("{at}.mapping"), "SCIM requires userName: map it"));
+            }
+            apps.push(AppConfig {
+                name: raw_app.name,
+                connector: raw_app.connector,
+                base_url: raw_app.base_url.trim_end_matches('/').to_owned(),
+                secret: raw_app.secret,
+                triggers: raw_app.triggers.into_iter().collect(),
+                dry_run: raw_app.dry_run,
+                deactivate: raw_app.deactivate,
+                match_on: raw_app.match_on,
+                mapping,
+            });
+        }
+
+        if issues.is_empty() {
+            Ok(Config { origin: origin.to_owned(), org_ids, webhook: raw.webhook, worker: raw.worker, apps })
+        } else {
+            Err(fail(issues))
+        }
+    }
+
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    pub fn accepts_org(&self, org: &SalesforceId) -> bool {
+        self.org_ids.contains(org)
+    }
+}
+
+fn valid_app_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn issue(location: &str, message: &str) -> ConfigIssue {
+    ConfigIssue { location: location.to_owned(), message: message.to_owned() }
+}
+
+fn toml_issue(text: &str, error: &toml::de::Error) -> ConfigIssue {
+    let location = match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "file".to_owned(),
+    };
+    ConfigIssue { location, message: error.message().to_owned() }
+}
+
+/// Rules that are not yet compiled, as written in the file; re-exported for tooling.
+pub type RawMappingRule = MappingRule;

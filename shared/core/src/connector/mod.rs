@@ -1,0 +1,136 @@
+//! Connectors: how userprov talks to a target app. SCIM 2.0 is built in; custom connectors
+//! implement [`Connector`] and are registered by name.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{Classify, ErrorClass};
+
+pub mod scim;
+
+/// An account as the target reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetAccount {
+    pub id: String,
+    pub active: Option<bool>,
+    /// The resource as returned (SCIM: the User resource).
+    pub resource: Value,
+}
+
+/// A successful call: its value and the HTTP status of the call that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply<T> {
+    pub value: T,
+    pub http_status: Option<u16>,
+}
+
+/// One attribute that identifies an existing account: a SCIM attribute path and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchKey {
+    pub attribute: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("the target refused the request with HTTP {status}: {detail}")]
+    Rejected { status: u16, scim_type: Option<String>, detail: String, body: String },
+    #[error("an account with the same unique attribute already exists (HTTP 409): {detail}")]
+    Conflict { detail: String },
+    #[error("the account {id} no longer exists in the target")]
+    NotFound { id: String },
+    #[error("the target refused the credentials (HTTP 401); reauthorize the app")]
+    Unauthorized,
+    #[error("the target is throttling requests (HTTP {status})")]
+    Throttled { status: u16, retry_after: Option<Duration> },
+    #[error("the target failed with HTTP {status}: {detail}")]
+    ServerError { status: u16, detail: String, retry_after: Option<Duration> },
+    #[error("the target did not answer in time")]
+    Timeout,
+    #[error("cannot reach the target: {0}")]
+    Network(String),
+    #[error("the target answered something that is not a SCIM response: {0}")]
+    BadResponse(String),
+    #[error("the target does not support {0}")]
+    Unsupported(String),
+    #[error("the connector is misconfigured: {0}")]
+    Config(String),
+    #[error("cannot get credentials for the target: {0}")]
+    Credentials(String),
+}
+
+impl ConnectorError {
+    /// A stable code for the log.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Rejected { status, .. } => format!("http_{status}"),
+            Self::Conflict { .. } => "conflict".into(),
+            Self::NotFound { .. } => "not_found".into(),
+            Self::Unauthorized => "reauthorize".into(),
+            Self::Throttled { .. } => "throttled".into(),
+            Self::ServerError { status, .. } => format!("http_{status}"),
+            Self::Timeout => "timeout".into(),
+            Self::Network(_) => "network".into(),
+            Self::BadResponse(_) => "bad_response".into(),
+            Self::Unsupported(_) => "unsupported".into(),
+            Self::Config(_) => "config".into(),
+            Self::Credentials(_) => "credentials".into(),
+        }
+    }
+
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { status, .. } | Self::Throttled { status, .. } | Self::ServerError { status, .. } => {
+                Some(*status)
+            }
+            Self::Conflict { .. } => Some(409),
+            Self::NotFound { .. } => Some(404),
+            Self::Unauthorized => Some(401),
+            _ => None,
+        }
+    }
+
+    /// How long the target asked us to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } | Self::ServerError { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl Classify for ConnectorError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Throttled { .. } | Self::ServerError { .. } | Self::Timeout | Self::Network(_) => {
+                ErrorClass::Transient
+            }
+            Self::Credentials(_) => ErrorClass::Transient,
+            Self::Rejected { status: 408, .. } => ErrorClass::Transient,
+            Self::Rejected { .. } | Self::Conflict { .. } | Self::NotFound { .. } | Self::Unauthorized => {
+                ErrorClass::Permanent
+            }
+            Self::BadResponse(_) => ErrorClass::Transient,
+            Self::Unsupported(_) => ErrorClass::Permanent,
+            Self::Config(_) => ErrorClass::Config,
+        }
+    }
+}
+
+/// The operations userprov needs from a target app.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Finds the one account that matches every key, verifying the hit (a server that ignores
+    /// filters must not make us adopt the wrong account). `None` when nothing matches.
+    async fn find(&self, keys: &[MatchKey]) -> Result<Reply<Option<TargetAccount>>, ConnectorError>;
+    async fn get(&self, id: &str) -> Result<Reply<Option<TargetAccount>>, ConnectorError>;
+    /// Creates the account from a full resource.
+    async fn create(&self, resource: &Value) -> Result<Reply<TargetAccount>, ConnectorError>;
+    /// Replaces the account's attributes with the full resource.
+    async fn update(&self, id: &str, resource: &Value) -> Result<Reply<()>, ConnectorError>;
+    /// Sets the account's `active` flag.
+    async fn set_active(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError>;
+    async fn delete(&self, id: &str) -> Result<Reply<()>, ConnectorError>;
+}

@@ -1,0 +1,143 @@
+//! Salesforce record ids.
+//!
+//! Salesforce ids come in a 15-character case-sensitive form and an 18-character form whose last
+//! three characters encode the case of the first fifteen. userprov stores and compares ids only in
+//! their 18-character form, so `0058a00000LmN2p` and `0058a00000LmN2pAAF` name the same user.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a string is not a Salesforce id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("a Salesforce id has 15 or 18 characters, this one has {0}")]
+    Length(usize),
+    #[error("a Salesforce id has only letters and digits")]
+    Character,
+    #[error("the last three characters of the 18-character id do not match its first fifteen")]
+    Checksum,
+}
+
+/// An 18-character Salesforce id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SalesforceId(String);
+
+const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+
+fn case_suffix(first15: &[u8]) -> [u8; 3] {
+    let mut suffix = [0u8; 3];
+    for (chunk_index, chunk) in first15.chunks(5).enumerate() {
+        let mut bits = 0usize;
+        for (position, byte) in chunk.iter().enumerate() {
+            if byte.is_ascii_uppercase() {
+                bits |= 1 << position;
+            }
+        }
+        suffix[chunk_index] = SUFFIX_ALPHABET[bits];
+    }
+    suffix
+}
+
+impl SalesforceId {
+    /// Parses a 15- or 18-character id into its 18-character form.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let raw = raw.trim();
+        let bytes = raw.as_bytes();
+        if bytes.len() != 15 && bytes.len() != 18 {
+            return Err(IdError::Length(raw.chars().count()));
+        }
+        if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(IdError::Character);
+        }
+        let suffix = case_suffix(&bytes[..15]);
+        if bytes.len() == 18 && !bytes[15..].eq_ignore_ascii_case(&suffix) {
+            return Err(IdError::Checksum);
+        }
+        let mut canonical = String::with_capacity(18);
+        canonical.push_str(&raw[..15]);
+        canonical.extend(suffix.iter().map(|b| char::from(*b)));
+        Ok(Self(canonical))
+    }
+
+    /// The 18-character form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-sensitive 15-character form.
+    pub fn short(&self) -> &str {
+        &self.0[..15]
+    }
+
+    /// The three-character key prefix (`005` for users, `00D` for organisations).
+    pub fn key_prefix(&self) -> &str {
+        &self.0[..3]
+    }
+}
+
+impl fmt::Display for SalesforceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for SalesforceId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for SalesforceId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SalesforceId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_15_character_id_gains_its_case_suffix() {
+        let id = SalesforceId::parse("70130000001tcyI").unwrap();
+        assert_eq!(id.as_str(), "70130000001tcyIAAQ");
+        assert_eq!(id.short(), "70130000001tcyI");
+    }
+
+    #[test]
+    fn the_sample_org_id_round_trips_between_forms() {
+        let long = SalesforceId::parse("00D8a000002bQxTEAU").unwrap();
+        let short = SalesforceId::parse("00D8a000002bQxT").unwrap();
+        assert_eq!(long, short);
+        assert_eq!(long.key_prefix(), "00D");
+    }
+
+    #[test]
+    fn ids_that_differ_only_in_case_are_different_records() {
+        let a = SalesforceId::parse("0058a00000LmN2p").unwrap();
+        let b = SalesforceId::parse("0058a00000lmN2p").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn malformed_ids_are_refused_with_the_reason() {
+        assert_eq!(SalesforceId::parse("005"), Err(IdError::Length(3)));
+        assert_eq!(SalesforceId::parse("0058a00000LmN2-"), Err(IdError::Character));
+        assert_eq!(SalesforceId::parse("0058a00000LmN2pZZZ"), Err(IdError::Checksum));
+    }
+
+    #[test]
+    fn a_lowercased_suffix_is_accepted() {
+        let id = SalesforceId::parse("0058a00000LmN2paaf").unwrap();
+        assert_eq!(id.as_str(), "0058a00000LmN2pAAF");
+    }
+}

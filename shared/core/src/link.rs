@@ -1,0 +1,49 @@
+//! Account links: what userprov knows about a Salesforce user's account in one app.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::SalesforceId;
+use crate::source::SourceUser;
+
+/// How the target account came under userprov's management. Accounts with no link are never
+/// changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedBy {
+    /// userprov created the account.
+    Created,
+    /// The account existed and userprov adopted it by matching attributes.
+    Adopted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountLink {
+    pub app: String,
+    pub user_id: SalesforceId,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The account's id in the target.
+    pub target_id: String,
+    /// Whether userprov last left the account active.
+    pub active: bool,
+    /// The source timestamp of the last event applied; older events are stale.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_source_time: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub last_event_id: Option<String>,
+    /// SHA-256 of the last payload pushed; an identical payload is not pushed again.
+    #[serde(default)]
+    pub last_payload_hash: Option<String>,
+    /// The target groups userprov last put the account in.
+    #[serde(default)]
+    pub last_groups: Vec<String>,
+    /// The last source snapshot applied, merged with partial (CDC) events.
+    #[serde(default)]
+    pub snapshot: Option<SourceUser>,
+    pub managed_by: ManagedBy,
+    /// Incremented on every write; writes are conditional on the version read.
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}

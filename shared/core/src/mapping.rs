@@ -1,0 +1,476 @@
+//! Attribute mapping: from a Salesforce user snapshot to a SCIM User resource.
+//!
+//! A rule is written per target attribute. The target is a SCIM attribute path: `userName`,
+//! `name.givenName`, `emails[type eq "work"].value`, or an extension attribute by its full URN,
+//! `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::source::SourceUser;
+
+pub const CORE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+
+/// A rule as written in the file: a field name, or a table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum MappingRule {
+    Field(String),
+    Detailed(DetailedRule),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedRule {
+    /// The Salesforce field to read.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A constant value instead of a field.
+    #[serde(default)]
+    pub value: Option<toml::Value>,
+    /// Fail the job (naming this attribute) when the value is empty.
+    #[serde(default)]
+    pub required: bool,
+    /// Used when the field is null or absent.
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+}
+
+/// One segment of a target path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// A plain attribute.
+    Attr(String),
+    /// An element of a multi-valued attribute selected by `sub eq "value"`.
+    Select { attr: String, key: String, equals: String },
+}
+
+/// Where a value goes in the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPath {
+    /// The written form, used in messages and match keys.
+    pub raw: String,
+    /// `None` for the core schema.
+    schema: Option<String>,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Field(String),
+    Constant(Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct CompiledRule {
+    target: TargetPath,
+    source: Source,
+    required: bool,
+    default: Option<Value>,
+}
+
+/// A compiled mapping for one app.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapping {
+    rules: Vec<CompiledRule>,
+}
+
+/// A problem in a mapping rule, found when the configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub attribute: String,
+    pub message: String,
+}
+
+/// Why a user could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("required attribute {attribute} is empty: Salesforce field {field} has no value")]
+    MissingRequired { attribute: String, field: String },
+}
+
+impl MapError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingRequired { .. } => "missing_required_attribute",
+        }
+    }
+}
+
+impl crate::error::Classify for MapError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Permanent
+    }
+}
+
+fn is_field_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_attr_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+}
+
+fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}
+
+impl TargetPath {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (schema, path) = if raw.starts_with("urn:") {
+            let split = raw.rfind(':').ok_or("an extension path is SCHEMA_URN:attribute")?;
+            let (schema, attr) = (&raw[..split], &raw[split + 1..]);
+            if attr.is_empty() {
+                return Err("the extension path ends with ':'; add the attribute name".into());
+            }
+            (Some(schema.to_owned()), attr)
+        } else {
+            (None, raw)
+        };
+        let mut segments = Vec::new();
+        let mut rest = path;
+        while !rest.is_empty() {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if !is_attr_name(name) {
+                return Err(format!("{name:?} is not a SCIM attribute name"));
+            }
+            rest = &rest[end..];
+            if let Some(after) = rest.strip_prefix('[') {
+                let close = after.find(']').ok_or("a '[' filter is not closed")?;
+                let filter = &after[..close];
+                let (key, equals) = parse_eq_filter(filter)?;
+                segments.push(Segment::Select { attr: name.to_owned(), key, equals });
+                rest = &after[close + 1..];
+            } else {
+                segments.push(Segment::Attr(name.to_owned()));
+            }
+            if let Some(after) = rest.strip_prefix('.') {
+                if after.is_empty() {
+                    return Err("the path ends with '.'".into());
+                }
+                rest = after;
+            } else if !rest.is_empty() {
+                return Err(format!("unexpected {rest:?}"));
+            }
+        }
+        if segments.is_empty() {
+            return Err("empty attribute path".into());
+        }
+        if matches!(segments.last(), Some(Segment::Select { .. })) {
+            return Err("a filtered path must end with a sub-attribute, e.g. emails[type eq \"work\"].value".into());
+        }
+        Ok(Self { raw: raw.to_owned(), schema, segments })
+    }
+
+    /// Writes `value` at this path in `resource`, creating objects and array elements.
+    fn write(&self, resource: &mut Map<String, Value>, value: Value) {
+        let mut current = match &self.schema {
+            Some(urn) => {
+                let slot = resource.entry(urn.clone()).or_insert_with(|| Value::Object(Map::new()));
+                match slot {
+                    Value::Object(map) => map,
+                    _ => return,
+                }
+            }
+            None => resource,
+        };
+        let last = self.segments.len() - 1;
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Attr(name) if i == last => {
+                    current.insert(name.clone(), value);
+                    return;
+                }
+                Segment::Attr(name) => {
+                    let slot = current.entry(name.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    current = match slot {
+                        Value::Object(map) => map,
+                        _ => return,
+                    };
+                }
+                Segment::Select { attr, key, equals } => {
+                    let slot = current.entry(attr.clone()).or_insert_with(|| Value::Array(Vec::new()));
+                    let Value::Array(items) = slot else { return };
+                    let position = items.iter().position(|item| item.get(key).and_then(Value::as_str) == Some(equals));
+                    let index = match position {
+                        Some(index) => index,
+                        None => {
+                            let mut element = Map::new();
+                            element.insert(key.clone(), Value::String(equals.clone()));
+                            items.push(Value::Object(element));
+                            items.len() - 1
+                        }
+                    };
+                    current = match items.get_mut(index) {
+                        Some(Value::Object(map)) => map,
+                        _ => return,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Reads the value at this path from a resource.
+    pub fn read<'a>(&self, resource: &'a Value) -> Option<&'a Value> {
+        let mut current = match &self.schema {
+            Some(urn) => resource.get(urn)?,
+            None => resource,
+        };
+        for segment in &self.segments {
+            current = match segment {
+                Segment::Attr(name) => current.get(name)?,
+                Segment::Select { attr, key, equals } => current
+                    .get(attr)?
+                    .as_array()?
+                    .iter()
+                    .find(|item| item.get(key).and_then(Value::as_str) == Some(equals.as_str()))?,
+            };
+        }
+        Some(current)
+    }
+
+    /// The SCIM filter that finds accounts whose attribute at this path equals `value`.
+    pub fn filter_for(&self, value: &str) -> String {
+        let quoted = Value::String(value.to_owned()).to_string();
+        let prefix = self.schema.as_ref().map(|s| format!("{s}:")).unwrap_or_default();
+        let mut parts = Vec::new();
+        let mut selector = None;
+        for segment in &self.segments {
+            match segment {
+                Segment::Attr(name) => parts.push(name.clone()),
+                Segment::Select { attr, key, equals } => {
+                    selector = Some((parts.len(), key.clone(), equals.clone()));
+                    parts.push(attr.clone());
+                }
+            }
+        }
+        match selector {
+            Some((index, key, equals)) => {
+                let outer = parts[..=index].join(".");
+                let inner = parts[index + 1..].join(".");
+                let equals = Value::String(equals).to_string();
+                format!("{prefix}{outer}[{key} eq {equals} and {inner} eq {quoted}]")
+            }
+            None => format!("{prefix}{} eq {quoted}", parts.join(".")),
+        }
+    }
+}
+
+fn parse_eq_filter(filter: &str) -> Result<(String, String), String> {
+    let mut words = filter.trim().splitn(3, ' ');
+    let (Some(key), Some(op), Some(value)) = (words.next(), words.next(), words.next()) else {
+        return Err(format!("filter {filter:?} must look like: type eq \"work\""));
+    };
+    if !op.eq_ignore_ascii_case("eq") || !is_attr_name(key) {
+        return Err(format!("filter {filter:?} must look like: type eq \"work\""));
+    }
+    let value: String = serde_json::from_str(value.trim())
+        .map_err(|_| format!("filter {filter:?}: the value must be a double-quoted string"))?;
+    Ok((key.to_owned(), value))
+}
+
+impl Mapping {
+    /// Compiles the rules of one app's `[apps.mapping]` table; lists every error.
+    pub fn compile(table: &toml::Table) -> Result<Self, Vec<RuleError>> {
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        for (attribute, raw_rule) in table {
+            let fail = |message: String| RuleError { attribute: attribute.clone(), message };
+            let target = match TargetPath::parse(attribute) {
+                Ok(t) => t,
+                Err(message) => {
+                    errors.push(fail(message));
+                    continue;
+                }
+            };
+            let rule: MappingRule = match raw_rule.clone().try_into() {
+                Ok(rule) => rule,
+                Err(e) => {
+                    errors.push(fail(format!(
+                        "write a field name, or a table with from / value / required / default ({})",
+                        e.message()
+                    )));
+                    continue;
+                }
+            };
+            let (source, required, default) = match rule {
+                MappingRule::Field(field) => (Source::Field(field), false, None),
+                MappingRule::Detailed(d) => {
+                    let source = match (d.from, d.value) {
+                        (Some(field), None) => Source::Field(field),
+                        (None, Some(value)) => Source::Constant(toml_to_json(&value)),
+                        (Some(_), Some(_)) => {
+                            errors.push(fail("give either `from` or `value`, not both".into()));
+                            continue;
+                        }
+                        (None, None) => {
+                            errors.push(fail("give `from` (a Salesforce field) or `value` (a constant)".into()));
+                            continue;
+                        }
+                    };
+                    (source, d.required, d.default.as_ref().map(toml_to_json))
+                }
+            };
+            if let Source::Field(field) = &source
+                && !is_field_name(field)
+            {
+                errors.push(fail(format!("{field:?} is not a Salesforce field API name")));
+                continue;
+            }
+            rules.push(CompiledRule { target, source, required, default });
+        }
+        if errors.is_empty() { Ok(Self { rules }) } else { Err(errors) }
+    }
+
+    /// True when some rule writes this target attribute.
+    pub fn targets(&self, attribute: &str) -> bool {
+        self.rules.iter().any(|r| r.target.raw == attribute)
+    }
+
+    pub fn target_path(&self, attribute: &str) -> Option<&TargetPath> {
+        self.rules.iter().map(|r| &r.target).find(|t| t.raw == attribute)
+    }
+
+    /// The Salesforce fields the mapping reads.
+    pub fn source_fields(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().filter_map(|r| match &r.source {
+            Source::Field(f) => Some(f.as_str()),
+            Source::Constant(_) => None,
+        })
+    }
+
+    /// Builds the SCIM User resource for a snapshot. Null optional attributes are left out.
+    pub fn apply(&self, user: &SourceUser) -> Result<Value, MapError> {
+        let mut resource = Map::new();
+        let mut schemas = vec![Value::String(CORE_USER_SCHEMA.to_owned())];
+        for rule in &self.rules {
+            let value = match &rule.source {
+                Source::Field(field) => user.field(field).cloned().or_else(|| {
+                    (field == "Id").then(|| Value::String(user.id.to_string()))
+                }),
+                Source::Constant(value) => Some(value.clone()),
+            };
+            let value = value
+                .filter(|v| !matches!(v, Value::String(s) if s.trim().is_empty()))
+                .or_else(|| rule.default.clone());
+            let Some(value) = value else {
+                if rule.required {
+                    let field = match &rule.source {
+                        Source::Field(f) => f.clone(),
+                        Source::Constant(_) => "(constant)".into(),
+                    };
+                    return Err(MapError::MissingRequired { attribute: rule.target.raw.clone(), field });
+                }
+                continue;
+            };
+            if let Some(urn) = &rule.target.schema
+                && !schemas.iter().any(|s| s.as_str() == Some(urn))
+            {
+                schemas.push(Value::String(urn.clone()));
+            }
+            rule.target.write(&mut resource, value);
+        }
+        resource.insert("schemas".into(), Value::Array(schemas));
+        Ok(Value::Object(resource))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SalesforceId;
+    use serde_json::json;
+
+    fn mapping(text: &str) -> Mapping {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        Mapping::compile(&table).unwrap()
+    }
+
+    fn marta() -> SourceUser {
+        let mut u = SourceUser::new(SalesforceId::parse("0058a00000LmN2pAAF").unwrap());
+        for (k, v) in [
+            ("Username", "marta.fernandes@acme.example"),
+            ("FirstName", "Marta"),
+            ("LastName", "Fernandes"),
+            ("Email", "marta.fernandes@acme.example"),
+        ] {
+            u.fields.insert(k.into(), json!(v));
+        }
+        u
+    }
+
+    #[test]
+    fn maps_core_nested_multi_valued_and_extension_attributes() {
+        let m = mapping(
+            r#"
+            userName = { from = "Username", required = true }
+            "name.givenName" = "FirstName"
+            "name.familyName" = "LastName"
+            'emails[type eq "work"].value' = "Email"
+            'emails[type eq "work"].primary' = { value = true }
+            externalId = "Id"
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department" = { from = "Department", default = "Unassigned" }
+            "#,
+        );
+        let resource = m.apply(&marta()).unwrap();
+        assert_eq!(
+            resource,
+            json!({
+                "schemas": [CORE_USER_SCHEMA, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+                "userName": "marta.fernandes@acme.example",
+                "name": {"givenName": "Marta", "familyName": "Fernandes"},
+                "emails": [{"type": "work", "value": "marta.fernandes@acme.example", "primary": true}],
+                "externalId": "0058a00000LmN2pAAF",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Unassigned"}
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_required_attribute_names_the_attribute_and_field() {
+        let m = mapping(r#"title = { from = "Title", required = true }"#);
+        let err = m.apply(&marta()).unwrap_err();
+        assert_eq!(err, MapError::MissingRequired { attribute: "title".into(), field: "Title".into() });
+    }
+
+    #[test]
+    fn null_optional_attributes_are_left_out() {
+        let m = mapping(r#"title = "Title""#);
+        assert_eq!(m.apply(&marta()).unwrap(), json!({"schemas": [CORE_USER_SCHEMA]}));
+    }
+
+    #[test]
+    fn filters_are_built_for_simple_and_selected_paths() {
+        let simple = TargetPath::parse("userName").unwrap();
+        assert_eq!(simple.filter_for("a\"b"), r#"userName eq "a\"b""#);
+        let email = TargetPath::parse(r#"emails[type eq "work"].value"#).unwrap();
+        assert_eq!(email.filter_for("x@y"), r#"emails[type eq "work" and value eq "x@y"]"#);
+    }
+
+    #[test]
+    fn bad_rules_are_all_reported() {
+        let table: toml::Table = toml::from_str(
+            r#"
+            "name..x" = "FirstName"
+            userName = "User name"
+            title = { from = "Title", value = "x" }
+            "#,
+        )
+        .unwrap();
+        let errors = Mapping::compile(&table).unwrap_err();
+        assert_eq!(errors.len(), 3);
+    }
+}

@@ -1,0 +1,10 @@
+//! Support for userprov's integration and end-to-end suites: starting real peers on free
+//! loopback ports and stopping them when a test ends.
+//!
+//! Peers come from the project's virtual environment (`.venv` at the repository root, made by
+//! `infra/scripts/install-test-peers.sh`). A missing peer fails the test with the command that
+//! installs it; no test skips itself.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod peers;

@@ -1,1 +1,187 @@
-fn main() {}
+//! `userprov`: provision accounts in connected apps from Salesforce, on one machine or on AWS.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use userprov_cli::stack::{RunningStack, StackOptions};
+use userprov_core::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "userprov",
+    version,
+    about = "Make Salesforce the identity authority for your other apps",
+    long_about = "userprov turns Salesforce user changes (joiners, movers, leavers) into SCIM 2.0 \
+                  create, update, deactivate and reactivate calls in each connected app, and logs \
+                  every attempt.",
+    after_help = "Examples:\n  userprov demo\n  userprov serve --mock-target\n  userprov serve --config userprov.toml --port 8787\n  userprov validate userprov.toml"
+)]
+struct Cli {
+    /// Log format for the service log on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the webhook, the worker and the log API in one process on this machine.
+    #[command(
+        after_help = "Examples:\n  userprov serve --mock-target\n  userprov serve --config userprov.toml --data-dir /var/lib/userprov"
+    )]
+    Serve {
+        /// Address to listen on. Keep it on loopback unless a TLS proxy is in front.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        #[arg(long, short, default_value_t = 8787)]
+        port: u16,
+        /// Configuration file; without it the built-in example (infra/userprov.example.toml) is used.
+        #[arg(long, short, env = "USERPROV_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        /// Where the queue, the account links, the log and local secrets are kept.
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+        /// Point every app at a built-in mock SCIM target instead of its base_url (pilots, demos).
+        #[arg(long)]
+        mock_target: bool,
+        /// Concurrent worker loops.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+    /// Send sample Outbound Messages through the whole pipeline to the mock target and show the log.
+    Demo {
+        /// Keep the demo's data in this directory instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a configuration file and list every problem found.
+    Validate {
+        /// The file to check; without it, the built-in example.
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            bind,
+            port,
+            config,
+            data_dir,
+            mock_target,
+            workers,
+        } => {
+            init_tracing(cli.log_format, "info");
+            let options = StackOptions {
+                bind: SocketAddr::new(bind, port),
+                config,
+                data_dir,
+                mock_target,
+                workers,
+            };
+            serve(options).await
+        }
+        Command::Demo { data_dir } => {
+            init_tracing(cli.log_format, "warn");
+            let (dir, temporary) = match data_dir {
+                Some(dir) => (dir, false),
+                None => (
+                    std::env::temp_dir().join(format!("userprov-demo-{}", ulid::Ulid::new())),
+                    true,
+                ),
+            };
+            let result = userprov_cli::demo::run(dir.clone()).await;
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { config } => {
+            let result = match &config {
+                Some(path) => Config::load(path),
+                None => Config::example(),
+            };
+            match result {
+                Ok(config) => {
+                    println!(
+                        "{}: valid ({} app{})",
+                        config.origin,
+                        config.apps.len(),
+                        if config.apps.len() == 1 { "" } else { "s" }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprint!("{error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+async fn serve(options: StackOptions) -> ExitCode {
+    let mock = options.mock_target;
+    let stack = match RunningStack::start(options).await {
+        Ok(stack) => stack,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "userprov is running ({}; {} app(s){})",
+        stack.config.origin,
+        stack.config.apps.len(),
+        if mock { ", mock target" } else { "" }
+    );
+    println!("  Outbound Message URL: {}", stack.webhook_url());
+    println!("  Log API:              {}", stack.log_api_url());
+    if mock {
+        println!(
+            "  Mock SCIM target:     {}{}",
+            stack.base_url(),
+            userprov_cli::stack::MOCK_TARGET_PATH
+        );
+    }
+    println!(
+        "Keep the Outbound Message URL secret: its last part is the webhook token. Stop with Ctrl-C."
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping: waiting for jobs in progress");
+    stack.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -7,4 +7,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod fault_proxy;
 pub mod peers;
+pub mod pipeline;

@@ -33,7 +33,13 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.issues.len();
-        writeln!(f, "{}: {} problem{} found", self.origin, n, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {} problem{} found",
+            self.origin,
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
         for issue in &self.issues {
             writeln!(f, "  - {}: {}", issue.location, issue.message)?;
         }
@@ -57,7 +63,12 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 4] = [Self::Create, Self::Update, Self::Deactivate, Self::Reactivate];
+    pub const ALL: [Trigger; 4] = [
+        Self::Create,
+        Self::Update,
+        Self::Deactivate,
+        Self::Reactivate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,7 +120,10 @@ pub struct WebhookConfig {
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { token_secret: "userprov/webhook-token".into(), max_body_bytes: 1024 * 1024 }
+        Self {
+            token_secret: "userprov/webhook-token".into(),
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -128,7 +142,12 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { max_attempts: 5, base_delay_ms: 1000, max_delay_secs: 900, request_timeout_secs: 10 }
+        Self {
+            max_attempts: 5,
+            base_delay_ms: 1000,
+            max_delay_secs: 900,
+            request_timeout_secs: 10,
+        }
     }
 }
 
@@ -218,20 +237,29 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: origin.clone(),
-            issues: vec![ConfigIssue { location: "file".into(), message: format!("cannot read it: {e}") }],
+            issues: vec![ConfigIssue {
+                location: "file".into(),
+                message: format!("cannot read it: {e}"),
+            }],
         })?;
         Self::parse(&text, &origin)
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let fail = |issues| ConfigError { origin: origin.to_owned(), issues };
+        let fail = |issues| ConfigError {
+            origin: origin.to_owned(),
+            issues,
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![toml_issue(text, &e)]))?;
         let mut issues = Vec::new();
 
         let mut org_ids = Vec::new();
         if raw.source.org_ids.is_empty() {
-            issues.push(issue("source.org_ids", "list at least one Salesforce org id (00D...)"));
+            issues.push(issue(
+                "source.org_ids",
+                "list at least one Salesforce org id (00D...)",
+            ));
         }
         for (i, raw_id) in raw.source.org_ids.iter().enumerate() {
             match SalesforceId::parse(raw_id) {
@@ -240,14 +268,20 @@ impl Config {
                     &format!("source.org_ids[{i}]"),
                     &format!("{raw_id:?} is not an organization id (they start with 00D)"),
                 )),
-                Err(e) => issues.push(issue(&format!("source.org_ids[{i}]"), &format!("{raw_id:?}: {e}"))),
+                Err(e) => issues.push(issue(
+                    &format!("source.org_ids[{i}]"),
+                    &format!("{raw_id:?}: {e}"),
+                )),
             }
         }
         if raw.webhook.max_body_bytes < 1024 {
             issues.push(issue("webhook.max_body_bytes", "must be at least 1024"));
         }
         if raw.worker.max_attempts == 0 || raw.worker.max_attempts > 1000 {
-            issues.push(issue("worker.max_attempts", "must be between 1 and 1000 (the SQS maxReceiveCount range)"));
+            issues.push(issue(
+                "worker.max_attempts",
+                "must be between 1 and 1000 (the SQS maxReceiveCount range)",
+            ));
         }
         if raw.worker.request_timeout_secs == 0 {
             issues.push(issue("worker.request_timeout_secs", "must be at least 1"));
@@ -269,25 +303,41 @@ impl Config {
             if !CONNECTORS.contains(&raw_app.connector.as_str()) {
                 issues.push(issue(
                     &format!("{at}.connector"),
-                    &format!("unknown connector {:?}; known: {}", raw_app.connector, CONNECTORS.join(", ")),
+                    &format!(
+                        "unknown connector {:?}; known: {}",
+                        raw_app.connector,
+                        CONNECTORS.join(", ")
+                    ),
                 ));
             }
             match reqwest::Url::parse(&raw_app.base_url) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-                Ok(_) => issues.push(issue(&format!("{at}.base_url"), "must be an http or https URL")),
+                Ok(_) => issues.push(issue(
+                    &format!("{at}.base_url"),
+                    "must be an http or https URL",
+                )),
                 Err(e) => issues.push(issue(&format!("{at}.base_url"), &format!("not a URL: {e}"))),
             }
             if raw_app.secret.trim().is_empty() {
-                issues.push(issue(&format!("{at}.secret"), "name the secret holding the app's credentials"));
+                issues.push(issue(
+                    &format!("{at}.secret"),
+                    "name the secret holding the app's credentials",
+                ));
             }
             if raw_app.match_on.is_empty() {
-                issues.push(issue(&format!("{at}.match_on"), "list at least one attribute (usually userName)"));
+                issues.push(issue(
+                    &format!("{at}.match_on"),
+                    "list at least one attribute (usually userName)",
+                ));
             }
             let mapping = match Mapping::compile(&raw_app.mapping) {
                 Ok(m) => m,
                 Err(errors) => {
                     for e in errors {
-                        issues.push(issue(&format!("{at}.mapping.{:?}", e.attribute), &e.message));
+                        issues.push(issue(
+                            &format!("{at}.mapping.{:?}", e.attribute),
+                            &e.message,
+                        ));
                     }
                     Mapping::default()
                 }
@@ -301,7 +351,10 @@ impl Config {
                 }
             }
             if !mapping.targets("userName") && raw_app.connector == "scim2" {
-                issues.push(issue(&format!("{at}.mapping"), "SCIM requires userName: map it"));
+                issues.push(issue(
+                    &format!("{at}.mapping"),
+                    "SCIM requires userName: map it",
+                ));
             }
             apps.push(AppConfig {
                 name: raw_app.name,
@@ -317,7 +370,13 @@ impl Config {
         }
 
         if issues.is_empty() {
-            Ok(Config { origin: origin.to_owned(), org_ids, webhook: raw.webhook, worker: raw.worker, apps })
+            Ok(Config {
+                origin: origin.to_owned(),
+                org_ids,
+                webhook: raw.webhook,
+                worker: raw.worker,
+                apps,
+            })
         } else {
             Err(fail(issues))
         }
@@ -335,11 +394,16 @@ impl Config {
 fn valid_app_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 40
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn issue(location: &str, message: &str) -> ConfigIssue {
-    ConfigIssue { location: location.to_owned(), message: message.to_owned() }
+    ConfigIssue {
+        location: location.to_owned(),
+        message: message.to_owned(),
+    }
 }
 
 fn toml_issue(text: &str, error: &toml::de::Error) -> ConfigIssue {
@@ -352,7 +416,10 @@ fn toml_issue(text: &str, error: &toml::de::Error) -> ConfigIssue {
         }
         None => "file".to_owned(),
     };
-    ConfigIssue { location, message: error.message().to_owned() }
+    ConfigIssue {
+        location,
+        message: error.message().to_owned(),
+    }
 }
 
 /// Rules that are not yet compiled, as written in the file; re-exported for tooling.

@@ -131,8 +131,14 @@ mod tests {
     #[test]
     fn malformed_ids_are_refused_with_the_reason() {
         assert_eq!(SalesforceId::parse("005"), Err(IdError::Length(3)));
-        assert_eq!(SalesforceId::parse("0058a00000LmN2-"), Err(IdError::Character));
-        assert_eq!(SalesforceId::parse("0058a00000LmN2pZZZ"), Err(IdError::Checksum));
+        assert_eq!(
+            SalesforceId::parse("0058a00000LmN2-"),
+            Err(IdError::Character)
+        );
+        assert_eq!(
+            SalesforceId::parse("0058a00000LmN2pZZZ"),
+            Err(IdError::Checksum)
+        );
     }
 
     #[test]

@@ -4,10 +4,14 @@
 pub mod config;
 pub mod connector;
 pub mod error;
+pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod job;
 pub mod link;
 pub mod log;
 pub mod mapping;
+pub mod plan;
 pub mod ports;
 pub mod source;
+pub mod worker;

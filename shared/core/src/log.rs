@@ -154,7 +154,11 @@ impl LogQuery {
         if self.operation.is_some_and(|o| o != entry.operation) {
             return false;
         }
-        if self.event_id.as_deref().is_some_and(|e| e != entry.event_id) {
+        if self
+            .event_id
+            .as_deref()
+            .is_some_and(|e| e != entry.event_id)
+        {
             return false;
         }
         if self.since.is_some_and(|since| entry.time < since) {
@@ -202,7 +206,9 @@ impl LogCursor {
         let text = String::from_utf8(bytes).map_err(|_| InvalidCursor)?;
         let id = text.strip_prefix("v1:").ok_or(InvalidCursor)?;
         ulid::Ulid::from_string(id).map_err(|_| InvalidCursor)?;
-        Ok(Self { before_id: id.to_owned() })
+        Ok(Self {
+            before_id: id.to_owned(),
+        })
     }
 }
 

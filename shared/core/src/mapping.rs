@@ -42,7 +42,11 @@ enum Segment {
     /// A plain attribute.
     Attr(String),
     /// An element of a multi-valued attribute selected by `sub eq "value"`.
-    Select { attr: String, key: String, equals: String },
+    Select {
+        attr: String,
+        key: String,
+        equals: String,
+    },
 }
 
 /// Where a value goes in the resource.
@@ -111,7 +115,9 @@ fn is_field_name(name: &str) -> bool {
 
 fn is_attr_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
 }
 
@@ -119,18 +125,26 @@ fn toml_to_json(value: &toml::Value) -> Value {
     match value {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
 impl TargetPath {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let (schema, path) = if raw.starts_with("urn:") {
-            let split = raw.rfind(':').ok_or("an extension path is SCHEMA_URN:attribute")?;
+            let split = raw
+                .rfind(':')
+                .ok_or("an extension path is SCHEMA_URN:attribute")?;
             let (schema, attr) = (&raw[..split], &raw[split + 1..]);
             if attr.is_empty() {
                 return Err("the extension path ends with ':'; add the attribute name".into());
@@ -152,7 +166,11 @@ impl TargetPath {
                 let close = after.find(']').ok_or("a '[' filter is not closed")?;
                 let filter = &after[..close];
                 let (key, equals) = parse_eq_filter(filter)?;
-                segments.push(Segment::Select { attr: name.to_owned(), key, equals });
+                segments.push(Segment::Select {
+                    attr: name.to_owned(),
+                    key,
+                    equals,
+                });
                 rest = &after[close + 1..];
             } else {
                 segments.push(Segment::Attr(name.to_owned()));
@@ -172,14 +190,20 @@ impl TargetPath {
         if matches!(segments.last(), Some(Segment::Select { .. })) {
             return Err("a filtered path must end with a sub-attribute, e.g. emails[type eq \"work\"].value".into());
         }
-        Ok(Self { raw: raw.to_owned(), schema, segments })
+        Ok(Self {
+            raw: raw.to_owned(),
+            schema,
+            segments,
+        })
     }
 
     /// Writes `value` at this path in `resource`, creating objects and array elements.
     fn write(&self, resource: &mut Map<String, Value>, value: Value) {
         let mut current = match &self.schema {
             Some(urn) => {
-                let slot = resource.entry(urn.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let slot = resource
+                    .entry(urn.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 match slot {
                     Value::Object(map) => map,
                     _ => return,
@@ -195,16 +219,22 @@ impl TargetPath {
                     return;
                 }
                 Segment::Attr(name) => {
-                    let slot = current.entry(name.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    let slot = current
+                        .entry(name.clone())
+                        .or_insert_with(|| Value::Object(Map::new()));
                     current = match slot {
                         Value::Object(map) => map,
                         _ => return,
                     };
                 }
                 Segment::Select { attr, key, equals } => {
-                    let slot = current.entry(attr.clone()).or_insert_with(|| Value::Array(Vec::new()));
+                    let slot = current
+                        .entry(attr.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()));
                     let Value::Array(items) = slot else { return };
-                    let position = items.iter().position(|item| item.get(key).and_then(Value::as_str) == Some(equals));
+                    let position = items
+                        .iter()
+                        .position(|item| item.get(key).and_then(Value::as_str) == Some(equals));
                     let index = match position {
                         Some(index) => index,
                         None => {
@@ -232,11 +262,11 @@ impl TargetPath {
         for segment in &self.segments {
             current = match segment {
                 Segment::Attr(name) => current.get(name)?,
-                Segment::Select { attr, key, equals } => current
-                    .get(attr)?
-                    .as_array()?
-                    .iter()
-                    .find(|item| item.get(key).and_then(Value::as_str) == Some(equals.as_str()))?,
+                Segment::Select { attr, key, equals } => {
+                    current.get(attr)?.as_array()?.iter().find(|item| {
+                        item.get(key).and_then(Value::as_str) == Some(equals.as_str())
+                    })?
+                }
             };
         }
         Some(current)
@@ -245,7 +275,11 @@ impl TargetPath {
     /// The SCIM filter that finds accounts whose attribute at this path equals `value`.
     pub fn filter_for(&self, value: &str) -> String {
         let quoted = Value::String(value.to_owned()).to_string();
-        let prefix = self.schema.as_ref().map(|s| format!("{s}:")).unwrap_or_default();
+        let prefix = self
+            .schema
+            .as_ref()
+            .map(|s| format!("{s}:"))
+            .unwrap_or_default();
         let mut parts = Vec::new();
         let mut selector = None;
         for segment in &self.segments {
@@ -272,10 +306,14 @@ impl TargetPath {
 fn parse_eq_filter(filter: &str) -> Result<(String, String), String> {
     let mut words = filter.trim().splitn(3, ' ');
     let (Some(key), Some(op), Some(value)) = (words.next(), words.next(), words.next()) else {
-        return Err(format!("filter {filter:?} must look like: type eq \"work\""));
+        return Err(format!(
+            "filter {filter:?} must look like: type eq \"work\""
+        ));
     };
     if !op.eq_ignore_ascii_case("eq") || !is_attr_name(key) {
-        return Err(format!("filter {filter:?} must look like: type eq \"work\""));
+        return Err(format!(
+            "filter {filter:?} must look like: type eq \"work\""
+        ));
     }
     let value: String = serde_json::from_str(value.trim())
         .map_err(|_| format!("filter {filter:?}: the value must be a double-quoted string"))?;
@@ -288,7 +326,10 @@ impl Mapping {
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         for (attribute, raw_rule) in table {
-            let fail = |message: String| RuleError { attribute: attribute.clone(), message };
+            let fail = |message: String| RuleError {
+                attribute: attribute.clone(),
+                message,
+            };
             let target = match TargetPath::parse(attribute) {
                 Ok(t) => t,
                 Err(message) => {
@@ -317,7 +358,9 @@ impl Mapping {
                             continue;
                         }
                         (None, None) => {
-                            errors.push(fail("give `from` (a Salesforce field) or `value` (a constant)".into()));
+                            errors.push(fail(
+                                "give `from` (a Salesforce field) or `value` (a constant)".into(),
+                            ));
                             continue;
                         }
                     };
@@ -327,12 +370,23 @@ impl Mapping {
             if let Source::Field(field) = &source
                 && !is_field_name(field)
             {
-                errors.push(fail(format!("{field:?} is not a Salesforce field API name")));
+                errors.push(fail(format!(
+                    "{field:?} is not a Salesforce field API name"
+                )));
                 continue;
             }
-            rules.push(CompiledRule { target, source, required, default });
+            rules.push(CompiledRule {
+                target,
+                source,
+                required,
+                default,
+            });
         }
-        if errors.is_empty() { Ok(Self { rules }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { rules })
+        } else {
+            Err(errors)
+        }
     }
 
     /// True when some rule writes this target attribute.
@@ -341,7 +395,10 @@ impl Mapping {
     }
 
     pub fn target_path(&self, attribute: &str) -> Option<&TargetPath> {
-        self.rules.iter().map(|r| &r.target).find(|t| t.raw == attribute)
+        self.rules
+            .iter()
+            .map(|r| &r.target)
+            .find(|t| t.raw == attribute)
     }
 
     /// The Salesforce fields the mapping reads.
@@ -358,9 +415,10 @@ impl Mapping {
         let mut schemas = vec![Value::String(CORE_USER_SCHEMA.to_owned())];
         for rule in &self.rules {
             let value = match &rule.source {
-                Source::Field(field) => user.field(field).cloned().or_else(|| {
-                    (field == "Id").then(|| Value::String(user.id.to_string()))
-                }),
+                Source::Field(field) => user
+                    .field(field)
+                    .cloned()
+                    .or_else(|| (field == "Id").then(|| Value::String(user.id.to_string()))),
                 Source::Constant(value) => Some(value.clone()),
             };
             let value = value
@@ -372,7 +430,10 @@ impl Mapping {
                         Source::Field(f) => f.clone(),
                         Source::Constant(_) => "(constant)".into(),
                     };
-                    return Err(MapError::MissingRequired { attribute: rule.target.raw.clone(), field });
+                    return Err(MapError::MissingRequired {
+                        attribute: rule.target.raw.clone(),
+                        field,
+                    });
                 }
                 continue;
             };
@@ -443,13 +504,22 @@ mod tests {
     fn a_missing_required_attribute_names_the_attribute_and_field() {
         let m = mapping(r#"title = { from = "Title", required = true }"#);
         let err = m.apply(&marta()).unwrap_err();
-        assert_eq!(err, MapError::MissingRequired { attribute: "title".into(), field: "Title".into() });
+        assert_eq!(
+            err,
+            MapError::MissingRequired {
+                attribute: "title".into(),
+                field: "Title".into()
+            }
+        );
     }
 
     #[test]
     fn null_optional_attributes_are_left_out() {
         let m = mapping(r#"title = "Title""#);
-        assert_eq!(m.apply(&marta()).unwrap(), json!({"schemas": [CORE_USER_SCHEMA]}));
+        assert_eq!(
+            m.apply(&marta()).unwrap(),
+            json!({"schemas": [CORE_USER_SCHEMA]})
+        );
     }
 
     #[test]
@@ -457,7 +527,10 @@ mod tests {
         let simple = TargetPath::parse("userName").unwrap();
         assert_eq!(simple.filter_for("a\"b"), r#"userName eq "a\"b""#);
         let email = TargetPath::parse(r#"emails[type eq "work"].value"#).unwrap();
-        assert_eq!(email.filter_for("x@y"), r#"emails[type eq "work" and value eq "x@y"]"#);
+        assert_eq!(
+            email.filter_for("x@y"),
+            r#"emails[type eq "work" and value eq "x@y"]"#
+        );
     }
 
     #[test]

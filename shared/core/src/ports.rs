@@ -16,7 +16,11 @@ use crate::log::{LogEntry, LogPage, LogQuery};
 pub enum QueueError {
     /// Some jobs were not accepted; the caller must not acknowledge the source message.
     #[error("the queue accepted {accepted} of {total} jobs: {reason}")]
-    Partial { accepted: usize, total: usize, reason: String },
+    Partial {
+        accepted: usize,
+        total: usize,
+        reason: String,
+    },
     #[error("the queue is unavailable: {0}")]
     Unavailable(String),
     #[error("the job cannot be queued: {0}")]
@@ -70,8 +74,13 @@ pub enum Disposition {
 /// the Lambda event source mapping does the receiving.
 #[async_trait]
 pub trait QueueConsumer: Send + Sync {
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError>;
-    async fn settle(&self, message: &ReceivedMessage, disposition: &Disposition) -> Result<(), QueueError>;
+    async fn receive(&self, max: usize, wait: Duration)
+    -> Result<Vec<ReceivedMessage>, QueueError>;
+    async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        disposition: &Disposition,
+    ) -> Result<(), QueueError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +108,20 @@ impl Classify for StoreError {
 
 #[async_trait]
 pub trait LinkStore: Send + Sync {
-    async fn get_link(&self, app: &str, user_id: &SalesforceId) -> Result<Option<AccountLink>, StoreError>;
+    async fn get_link(
+        &self,
+        app: &str,
+        user_id: &SalesforceId,
+    ) -> Result<Option<AccountLink>, StoreError>;
 
     /// Writes `link` if the stored version equals `expected_version` (`None`: no link stored
     /// yet), else fails with [`StoreError::Conflict`]. The caller sets `link.version` to
     /// `expected_version + 1` (1 for a new link).
-    async fn put_link(&self, link: &AccountLink, expected_version: Option<u64>) -> Result<(), StoreError>;
+    async fn put_link(
+        &self,
+        link: &AccountLink,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError>;
 
     /// Links of one app (or all apps), ordered by (app, user id), after the given key.
     async fn list_links(
@@ -159,7 +176,9 @@ impl Classify for SecretError {
         match self {
             // A missing or malformed secret is fixed by an operator, and the job should wait
             // for it rather than be lost: retried, then dead-lettered with the reason.
-            Self::NotFound { .. } | Self::Malformed { .. } | Self::Unavailable(_) => ErrorClass::Transient,
+            Self::NotFound { .. } | Self::Malformed { .. } | Self::Unavailable(_) => {
+                ErrorClass::Transient
+            }
             Self::Denied { .. } => ErrorClass::Config,
         }
     }

@@ -24,7 +24,10 @@ pub struct SourceUser {
 
 impl SourceUser {
     pub fn new(id: SalesforceId) -> Self {
-        Self { id, fields: Fields::new() }
+        Self {
+            id,
+            fields: Fields::new(),
+        }
     }
 
     /// The field's value, or `None` when it is absent or null.

@@ -7,13 +7,18 @@ use std::time::{Duration, Instant};
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The path of a program installed in one of the project's virtual environments
 /// (`.venv`, `.venv-ministack`, `.venv-sam`), or a panic that says how to install it.
 pub fn venv_program(venv: &str, program: &str) -> PathBuf {
-    let dir = std::env::var_os("USERPROV_VENV_ROOT").map(PathBuf::from).unwrap_or_else(repo_root);
+    let dir = std::env::var_os("USERPROV_VENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(repo_root);
     let path = dir.join(venv).join("bin").join(program);
     assert!(
         path.exists(),
@@ -26,7 +31,10 @@ pub fn venv_program(venv: &str, program: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
 }
 
 /// A child process that is killed when dropped.
@@ -51,7 +59,12 @@ impl PeerProcess {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let mut peer = Self { name: name.to_owned(), port, child, log_path };
+        let mut peer = Self {
+            name: name.to_owned(),
+            port,
+            child,
+            log_path,
+        };
         peer.wait_for_port(ready_within);
         peer
     }
@@ -63,10 +76,19 @@ impl PeerProcess {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited with {status} before listening; its log:\n{}", self.name, self.log());
+                panic!(
+                    "{} exited with {status} before listening; its log:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
-                panic!("{} did not listen on port {} within {within:?}; its log:\n{}", self.name, self.port, self.log());
+                panic!(
+                    "{} did not listen on port {} within {within:?}; its log:\n{}",
+                    self.name,
+                    self.port,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Classify, ErrorClass};
 
+pub mod registry;
 pub mod scim;
 
 /// An account as the target reports it.
@@ -36,7 +37,12 @@ pub struct MatchKey {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectorError {
     #[error("the target refused the request with HTTP {status}: {detail}")]
-    Rejected { status: u16, scim_type: Option<String>, detail: String, body: String },
+    Rejected {
+        status: u16,
+        scim_type: Option<String>,
+        detail: String,
+        body: String,
+    },
     #[error("an account with the same unique attribute already exists (HTTP 409): {detail}")]
     Conflict { detail: String },
     #[error("the account {id} no longer exists in the target")]
@@ -44,9 +50,16 @@ pub enum ConnectorError {
     #[error("the target refused the credentials (HTTP 401); reauthorize the app")]
     Unauthorized,
     #[error("the target is throttling requests (HTTP {status})")]
-    Throttled { status: u16, retry_after: Option<Duration> },
+    Throttled {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("the target failed with HTTP {status}: {detail}")]
-    ServerError { status: u16, detail: String, retry_after: Option<Duration> },
+    ServerError {
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     #[error("the target did not answer in time")]
     Timeout,
     #[error("cannot reach the target: {0}")]
@@ -82,9 +95,9 @@ impl ConnectorError {
 
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Self::Rejected { status, .. } | Self::Throttled { status, .. } | Self::ServerError { status, .. } => {
-                Some(*status)
-            }
+            Self::Rejected { status, .. }
+            | Self::Throttled { status, .. }
+            | Self::ServerError { status, .. } => Some(*status),
             Self::Conflict { .. } => Some(409),
             Self::NotFound { .. } => Some(404),
             Self::Unauthorized => Some(401),
@@ -95,7 +108,9 @@ impl ConnectorError {
     /// How long the target asked us to wait, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Throttled { retry_after, .. } | Self::ServerError { retry_after, .. } => *retry_after,
+            Self::Throttled { retry_after, .. } | Self::ServerError { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -104,14 +119,16 @@ impl ConnectorError {
 impl Classify for ConnectorError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Throttled { .. } | Self::ServerError { .. } | Self::Timeout | Self::Network(_) => {
-                ErrorClass::Transient
-            }
+            Self::Throttled { .. }
+            | Self::ServerError { .. }
+            | Self::Timeout
+            | Self::Network(_) => ErrorClass::Transient,
             Self::Credentials(_) => ErrorClass::Transient,
             Self::Rejected { status: 408, .. } => ErrorClass::Transient,
-            Self::Rejected { .. } | Self::Conflict { .. } | Self::NotFound { .. } | Self::Unauthorized => {
-                ErrorClass::Permanent
-            }
+            Self::Rejected { .. }
+            | Self::Conflict { .. }
+            | Self::NotFound { .. }
+            | Self::Unauthorized => ErrorClass::Permanent,
             Self::BadResponse(_) => ErrorClass::Transient,
             Self::Unsupported(_) => ErrorClass::Permanent,
             Self::Config(_) => ErrorClass::Config,
@@ -124,7 +141,8 @@ impl Classify for ConnectorError {
 pub trait Connector: Send + Sync {
     /// Finds the one account that matches every key, verifying the hit (a server that ignores
     /// filters must not make us adopt the wrong account). `None` when nothing matches.
-    async fn find(&self, keys: &[MatchKey]) -> Result<Reply<Option<TargetAccount>>, ConnectorError>;
+    async fn find(&self, keys: &[MatchKey])
+    -> Result<Reply<Option<TargetAccount>>, ConnectorError>;
     async fn get(&self, id: &str) -> Result<Reply<Option<TargetAccount>>, ConnectorError>;
     /// Creates the account from a full resource.
     async fn create(&self, resource: &Value) -> Result<Reply<TargetAccount>, ConnectorError>;

@@ -1,0 +1,5 @@
+//! The `userprov` command as a library, so the end-to-end tests drive exactly what users run.
+
+pub mod demo;
+pub mod render;
+pub mod stack;

@@ -1,0 +1,260 @@
+//! The embedded all-in-one stack behind `userprov serve`: webhook, worker and log API in one
+//! process on one port, with the embedded queue and store under a data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use userprov_core::config::{Config, ConfigError};
+use userprov_core::connector::mock::MockTarget;
+use userprov_core::connector::registry::build_connectors;
+use userprov_core::embedded::{
+    EmbeddedDb, EmbeddedQueue, EmbeddedStore, LocalSecretStore, QueueSettings,
+};
+use userprov_core::http::{log_api, webhook};
+use userprov_core::ingest::Ingest;
+use userprov_core::ports::{
+    Clock, QueueConsumer, SecretError, SecretStore, SecretValue, SystemClock,
+};
+use userprov_core::worker::{RetryPolicy, Worker};
+
+/// Where the mock target is mounted on the local server.
+pub const MOCK_TARGET_PATH: &str = "/mock-target/v2";
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub bind: SocketAddr,
+    pub config: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub mock_target: bool,
+    /// Concurrent worker loops, each handling a batch of up to 10 messages.
+    pub workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot open the data directory {path}: {reason}")]
+    Data { path: String, reason: String },
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("cannot read or create the webhook token: {0}")]
+    Token(SecretError),
+    #[error("cannot set up the connectors: {0}")]
+    Connectors(String),
+}
+
+/// A running stack. Dropping it does not stop it: call [`RunningStack::shutdown`].
+pub struct RunningStack {
+    pub addr: SocketAddr,
+    pub config: Arc<Config>,
+    pub queue: EmbeddedQueue,
+    pub store: EmbeddedStore,
+    pub mock: Option<MockTarget>,
+    token: SecretValue,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningStack {
+    pub async fn start(options: StackOptions) -> Result<Self, StackError> {
+        let mut config = match &options.config {
+            Some(path) => Config::load(path)?,
+            None => Config::example()?,
+        };
+        let listener = TcpListener::bind(options.bind)
+            .await
+            .map_err(|e| StackError::Listen {
+                addr: options.bind,
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| StackError::Listen {
+            addr: options.bind,
+            reason: e.to_string(),
+        })?;
+
+        let data_error = |reason: String| StackError::Data {
+            path: options.data_dir.display().to_string(),
+            reason,
+        };
+        let db = EmbeddedDb::open(&options.data_dir).map_err(|e| data_error(e.to_string()))?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let queue = EmbeddedQueue::new(
+            db.clone(),
+            QueueSettings {
+                max_receives: config.worker.max_attempts,
+                ..QueueSettings::default()
+            },
+            clock.clone(),
+        );
+        let store = EmbeddedStore::new(db);
+        let secrets: Arc<dyn SecretStore> =
+            Arc::new(LocalSecretStore::new(options.data_dir.join("secrets")));
+
+        let token = secret_or_generate(secrets.as_ref(), &config.webhook.token_secret)
+            .await
+            .map_err(StackError::Token)?;
+
+        let mock = if options.mock_target {
+            let mock = MockTarget::new();
+            for app in &mut config.apps {
+                app.base_url = format!("http://{addr}{MOCK_TARGET_PATH}");
+                secret_or_generate(secrets.as_ref(), &app.secret)
+                    .await
+                    .map_err(StackError::Token)?;
+            }
+            Some(mock)
+        } else {
+            None
+        };
+        let config = Arc::new(config);
+
+        let connectors = build_connectors(&config, secrets.clone())
+            .map_err(|e| StackError::Connectors(e.to_string()))?;
+        let worker = Arc::new(Worker::new(
+            config.clone(),
+            connectors,
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            clock.clone(),
+            RetryPolicy::from_config(&config),
+        ));
+        let ingest = Arc::new(Ingest::new(config.clone(), Arc::new(queue.clone()), clock));
+
+        let mut app = webhook::router(webhook::WebhookState {
+            ingest,
+            token: token.clone(),
+            max_body_bytes: config.webhook.max_body_bytes,
+        })
+        .merge(log_api::router(log_api::LogApiState {
+            log: Arc::new(store.clone()),
+            links: Arc::new(store.clone()),
+        }));
+        if let Some(mock) = &mock {
+            app = app.nest(MOCK_TARGET_PATH, mock.router());
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut server_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "the HTTP server stopped");
+            }
+        }));
+        for _ in 0..options.workers.max(1) {
+            tasks.push(tokio::spawn(run_worker(
+                queue.clone(),
+                worker.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        Ok(Self {
+            addr,
+            config,
+            queue,
+            store,
+            mock,
+            token,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The URL to paste into the Salesforce Outbound Message. It contains the webhook token.
+    pub fn webhook_url(&self) -> String {
+        format!(
+            "{}/salesforce/outbound/{}",
+            self.base_url(),
+            self.token.expose()
+        )
+    }
+
+    pub fn log_api_url(&self) -> String {
+        format!("{}/logs", self.base_url())
+    }
+
+    /// Waits until the queue has nothing visible, in flight or waiting for a retry.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(depth) = self.queue.depth().await
+                && depth.visible + depth.in_flight + depth.delayed == 0
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Reads a secret, creating a random one if it does not exist yet.
+async fn secret_or_generate(
+    secrets: &dyn SecretStore,
+    name: &str,
+) -> Result<SecretValue, SecretError> {
+    match secrets.get_secret(name).await {
+        Ok(value) => Ok(value),
+        Err(SecretError::NotFound { .. }) => {
+            let mut bytes = [0u8; 24];
+            rand::rng().fill_bytes(&mut bytes);
+            let value = SecretValue::new(hex::encode(bytes));
+            secrets.put_secret(name, &value).await?;
+            Ok(value)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn run_worker(
+    queue: EmbeddedQueue,
+    worker: Arc<Worker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            received = queue.receive(10, Duration::from_secs(1)) => received,
+        };
+        match received {
+            Ok(messages) if messages.is_empty() => {}
+            Ok(messages) => {
+                let dispositions = worker.handle_batch(&messages).await;
+                for (message, disposition) in messages.iter().zip(dispositions) {
+                    if let Err(error) = queue.settle(message, &disposition).await {
+                        // The message becomes visible again when its timeout passes: not lost.
+                        tracing::warn!(%error, message_id = %message.message_id, "cannot settle a message");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot receive from the queue; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it: installs the pinned test peers into local
+# virtualenvs, then checks formatting, lints, the tests against real peers, and the demo.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "Test peers (pinned, in .venv*/ at the repository root)"
+bash infra/scripts/install-test-peers.sh
+
+step "Formatting (cargo fmt --check)"
+cargo fmt --all --check
+
+step "Lints (clippy, warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Tests (unit, integration against moto and scim2-server, end to end)"
+cargo test --workspace --locked --no-fail-fast
+
+step "The demo, as the README runs it"
+cargo run --quiet --locked -p userprov-cli -- demo
+
+printf '\nAll checks passed in %ss.\n' "$(( $(date +%s) - started ))"

@@ -1,0 +1,151 @@
+//! The ingest use case: a Salesforce message in, one job per (user × connected app) queued, and
+//! only then an acknowledgement.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::{Classify, ErrorClass};
+use crate::ids::SalesforceId;
+use crate::job::Job;
+use crate::ports::{Clock, JobQueue, QueueError};
+use crate::salesforce::outbound::{NotificationError, OutboundError, parse_outbound_message};
+use crate::source::{EventSource, SourceEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Malformed(#[from] OutboundError),
+    #[error("messages from organization {0} are not accepted by this userprov")]
+    ForeignOrganization(SalesforceId),
+    #[error("the jobs could not all be queued: {0}")]
+    Queue(#[from] QueueError),
+}
+
+impl IngestError {
+    /// A machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(e) => e.code(),
+            Self::ForeignOrganization(_) => "foreign_organization",
+            Self::Queue(_) => "queue_unavailable",
+        }
+    }
+}
+
+impl Classify for IngestError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Malformed(_) => ErrorClass::BadInput,
+            Self::ForeignOrganization(_) => ErrorClass::Config,
+            Self::Queue(e) => e.class(),
+        }
+    }
+}
+
+/// A notification that was not turned into jobs, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub notification_id: String,
+    pub reason: NotificationError,
+}
+
+/// What an accepted message produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub correlation_id: String,
+    pub notifications: usize,
+    pub jobs: usize,
+    pub refused: Vec<Refused>,
+}
+
+pub struct Ingest {
+    config: Arc<Config>,
+    queue: Arc<dyn JobQueue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ingest {
+    pub fn new(config: Arc<Config>, queue: Arc<dyn JobQueue>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            config,
+            queue,
+            clock,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Parses an Outbound Message, checks its organization, and queues one job per (user ×
+    /// app). `Ok` means every job is in the queue and Salesforce may be acknowledged.
+    pub async fn outbound_message(
+        &self,
+        body: &[u8],
+        correlation_id: &str,
+    ) -> Result<IngestReport, IngestError> {
+        let message = parse_outbound_message(body)?;
+        if !self.config.accepts_org(&message.organization_id) {
+            return Err(IngestError::ForeignOrganization(message.organization_id));
+        }
+        let mut events = Vec::with_capacity(message.notifications.len());
+        let mut refused = Vec::new();
+        for notification in &message.notifications {
+            match &notification.object {
+                Ok(user) => events.push(SourceEvent {
+                    event_id: notification.id.clone(),
+                    source: EventSource::OutboundMessage,
+                    user: user.clone(),
+                    event_time: None,
+                }),
+                Err(reason) => {
+                    tracing::warn!(
+                        correlation_id,
+                        notification_id = %notification.id,
+                        reason = %reason,
+                        "notification refused; the rest of the message is processed"
+                    );
+                    refused.push(Refused {
+                        notification_id: notification.id.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        let jobs = self.enqueue(&events, correlation_id).await?;
+        Ok(IngestReport {
+            correlation_id: correlation_id.to_owned(),
+            notifications: message.notifications.len(),
+            jobs,
+            refused,
+        })
+    }
+
+    /// Fans events out to every connected app and queues the jobs, all or nothing.
+    pub async fn enqueue(
+        &self,
+        events: &[SourceEvent],
+        correlation_id: &str,
+    ) -> Result<usize, IngestError> {
+        let now = self.clock.now();
+        let jobs: Vec<Job> = events
+            .iter()
+            .flat_map(|event| {
+                self.config
+                    .apps
+                    .iter()
+                    .map(move |app| Job::new(&app.name, event, correlation_id, now))
+            })
+            .collect();
+        if !jobs.is_empty() {
+            self.queue.enqueue(&jobs).await?;
+        }
+        tracing::info!(
+            correlation_id,
+            events = events.len(),
+            jobs = jobs.len(),
+            "queued"
+        );
+        Ok(jobs.len())
+    }
+}

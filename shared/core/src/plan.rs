@@ -1,0 +1,237 @@
+//! Operation from state: what to do for a user in an app, decided from the account link and the
+//! user's snapshot alone (level-triggered: whatever the event was, converge to the current state).
+
+use crate::config::{AppConfig, Trigger};
+use crate::link::AccountLink;
+use crate::log::Operation;
+use crate::source::SourceUser;
+
+/// The planner's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// No account yet and the user is active: find one to adopt, else create.
+    CreateOrAdopt,
+    /// Push the mapped attributes to the linked account.
+    Update,
+    Deactivate,
+    Reactivate,
+    /// Nothing to do, with the reason.
+    Noop(String),
+    /// Deliberately not done, with the reason (disabled trigger, stale event, no data...).
+    Skip(String),
+}
+
+impl Plan {
+    pub fn operation(&self) -> Operation {
+        match self {
+            Self::CreateOrAdopt => Operation::Create,
+            Self::Update => Operation::Update,
+            Self::Deactivate => Operation::Deactivate,
+            Self::Reactivate => Operation::Reactivate,
+            Self::Noop(_) => Operation::Noop,
+            Self::Skip(_) => Operation::Skip,
+        }
+    }
+
+    fn trigger(&self) -> Option<Trigger> {
+        match self {
+            Self::CreateOrAdopt => Some(Trigger::Create),
+            Self::Update => Some(Trigger::Update),
+            Self::Deactivate => Some(Trigger::Deactivate),
+            Self::Reactivate => Some(Trigger::Reactivate),
+            Self::Noop(_) | Self::Skip(_) => None,
+        }
+    }
+}
+
+/// Why a snapshot cannot be planned at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the snapshot has no IsActive field, so userprov cannot tell a joiner from a leaver; \
+         add IsActive to the fields the Outbound Message (or event) sends"
+    )]
+    MissingIsActive,
+}
+
+impl crate::error::Classify for PlanError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::BadInput
+    }
+}
+
+/// Decides the operation for one (app, user).
+///
+/// `source_time` is the event's ordering timestamp; an event older than the last one applied to
+/// the link is stale and skipped.
+pub fn plan(
+    app: &AppConfig,
+    link: Option<&AccountLink>,
+    user: &SourceUser,
+    source_time: Option<time::OffsetDateTime>,
+) -> Result<Plan, PlanError> {
+    if let (Some(link), Some(event_time)) = (link, source_time)
+        && let Some(applied) = link.last_source_time
+        && event_time < applied
+    {
+        return Ok(Plan::Skip(format!(
+            "stale event: changed at {}, older than the last change applied ({})",
+            fmt_time(event_time),
+            fmt_time(applied)
+        )));
+    }
+    if !user.has_data() {
+        return Ok(Plan::Skip(
+            "the notification carries no field data (the record was deleted before delivery)"
+                .into(),
+        ));
+    }
+    let active = user.is_active().ok_or(PlanError::MissingIsActive)?;
+    let plan = match (link, active) {
+        (None, true) => Plan::CreateOrAdopt,
+        (None, false) => Plan::Skip("the user is inactive and has no account in this app".into()),
+        (Some(link), true) if link.active => Plan::Update,
+        (Some(_), true) => Plan::Reactivate,
+        (Some(link), false) if link.active => Plan::Deactivate,
+        (Some(_), false) => {
+            Plan::Noop("the user is inactive and the account is already deactivated".into())
+        }
+    };
+    if let Some(trigger) = plan.trigger()
+        && !app.allows(trigger)
+    {
+        return Ok(Plan::Skip(format!(
+            "the {} trigger is disabled for app {}",
+            trigger.as_str(),
+            app.name
+        )));
+    }
+    Ok(plan)
+}
+
+fn fmt_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ids::SalesforceId;
+    use crate::link::ManagedBy;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    fn app(triggers: &str) -> AppConfig {
+        let text = format!(
+            r#"
+            [source]
+            org_ids = ["00D8a000002bQxTEAU"]
+            [[apps]]
+            name = "slack"
+            base_url = "https://scim.example.com/v2"
+            secret = "userprov/slack"
+            triggers = {triggers}
+            [apps.mapping]
+            userName = "Username"
+            "#
+        );
+        Config::parse(&text, "test").unwrap().apps.remove(0)
+    }
+
+    fn user(active: bool) -> SourceUser {
+        let mut u = SourceUser::new(SalesforceId::parse("0058a00000LmN2pAAF").unwrap());
+        u.fields
+            .insert("Username".into(), json!("marta@acme.example"));
+        u.fields
+            .insert("IsActive".into(), json!(active.to_string()));
+        u
+    }
+
+    fn link(active: bool) -> AccountLink {
+        AccountLink {
+            app: "slack".into(),
+            user_id: SalesforceId::parse("0058a00000LmN2pAAF").unwrap(),
+            username: None,
+            target_id: "t-1".into(),
+            active,
+            last_source_time: Some(datetime!(2025-03-14 16:02:11 UTC)),
+            last_event_id: None,
+            last_payload_hash: None,
+            last_groups: vec![],
+            snapshot: None,
+            managed_by: ManagedBy::Created,
+            version: 1,
+            updated_at: datetime!(2025-03-14 16:02:12 UTC),
+        }
+    }
+
+    const ALL: &str = r#"["create", "update", "deactivate", "reactivate"]"#;
+
+    #[test]
+    fn the_operation_follows_from_link_and_user_state() {
+        let a = app(ALL);
+        assert_eq!(
+            plan(&a, None, &user(true), None).unwrap(),
+            Plan::CreateOrAdopt
+        );
+        assert!(matches!(
+            plan(&a, None, &user(false), None).unwrap(),
+            Plan::Skip(_)
+        ));
+        assert_eq!(
+            plan(&a, Some(&link(true)), &user(true), None).unwrap(),
+            Plan::Update
+        );
+        assert_eq!(
+            plan(&a, Some(&link(true)), &user(false), None).unwrap(),
+            Plan::Deactivate
+        );
+        assert_eq!(
+            plan(&a, Some(&link(false)), &user(true), None).unwrap(),
+            Plan::Reactivate
+        );
+        assert!(matches!(
+            plan(&a, Some(&link(false)), &user(false), None).unwrap(),
+            Plan::Noop(_)
+        ));
+    }
+
+    #[test]
+    fn an_event_older_than_the_last_applied_is_skipped_as_stale() {
+        let p = plan(
+            &app(ALL),
+            Some(&link(true)),
+            &user(false),
+            Some(datetime!(2025-03-14 16:00:00 UTC)),
+        )
+        .unwrap();
+        assert!(matches!(p, Plan::Skip(reason) if reason.starts_with("stale event")));
+    }
+
+    #[test]
+    fn a_disabled_trigger_is_skipped_with_the_reason() {
+        let p = plan(
+            &app(r#"["create", "update"]"#),
+            Some(&link(true)),
+            &user(false),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Plan::Skip("the deactivate trigger is disabled for app slack".into())
+        );
+    }
+
+    #[test]
+    fn a_snapshot_without_is_active_cannot_be_planned() {
+        let mut u = user(true);
+        u.fields.remove("IsActive");
+        assert_eq!(
+            plan(&app(ALL), None, &u, None),
+            Err(PlanError::MissingIsActive)
+        );
+    }
+}

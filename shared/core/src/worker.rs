@@ -1,0 +1,1133 @@
+//! The worker use case: one queued job in, the target converged, the link and the log written.
+//!
+//! Queue adapters (the embedded poller, the SQS Lambda handler) call [`Worker::handle_batch`] and
+//! act on the [`Disposition`] of each message; everything else happens here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::config::{AppConfig, Config, DeactivateMode};
+use crate::connector::{Connector, ConnectorError, MatchKey};
+use crate::error::{Classify, ErrorClass};
+use crate::job::Job;
+use crate::link::{AccountLink, ManagedBy};
+use crate::log::{
+    ErrorInfo, LogEntry, LogStatus, Operation, RESPONSE_EXCERPT_BYTES, truncate_response,
+};
+use crate::plan::{Plan, plan};
+use crate::ports::{Clock, Disposition, LinkStore, LogStore, ReceivedMessage, StoreError};
+
+/// How often a job is tried, and how long to wait between tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries before the job is dead-lettered (the queue's maxReceiveCount).
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// SQS cannot hide a message for longer than 12 hours.
+const MAX_VISIBILITY_DELAY: Duration = Duration::from_secs(12 * 60 * 60);
+
+impl RetryPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_attempts: config.worker.max_attempts,
+            base_delay: config.worker.base_delay(),
+            max_delay: config.worker.max_delay(),
+        }
+    }
+
+    /// Exponential backoff with full jitter; a target's Retry-After wins.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(MAX_VISIBILITY_DELAY);
+        }
+        let exponent = attempt.saturating_sub(1).min(30);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+/// What happened to a job in one attempt, before it is logged.
+#[derive(Debug, Clone)]
+struct Applied {
+    operation: Operation,
+    status: LogStatus,
+    http_status: Option<u16>,
+    target_id: Option<String>,
+    reason: Option<String>,
+    request: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    operation: Operation,
+    class: ErrorClass,
+    code: String,
+    message: String,
+    http_status: Option<u16>,
+    retry_after: Option<Duration>,
+    response: Option<String>,
+    request: Option<Value>,
+    /// The link changed under us: re-read and re-plan.
+    link_conflict: bool,
+}
+
+impl Failure {
+    fn new(operation: Operation, class: ErrorClass, code: &str, message: String) -> Self {
+        Self {
+            operation,
+            class,
+            code: code.to_owned(),
+            message,
+            http_status: None,
+            retry_after: None,
+            response: None,
+            request: None,
+            link_conflict: false,
+        }
+    }
+
+    fn from_connector(
+        operation: Operation,
+        error: &ConnectorError,
+        request: Option<&Value>,
+    ) -> Self {
+        let response = match error {
+            ConnectorError::Rejected { body, .. } if !body.is_empty() => {
+                Some(truncate_response(body, RESPONSE_EXCERPT_BYTES))
+            }
+            _ => None,
+        };
+        Self {
+            http_status: error.http_status(),
+            retry_after: error.retry_after(),
+            response,
+            request: request.map(redact),
+            ..Self::new(operation, error.class(), &error.code(), error.to_string())
+        }
+    }
+
+    fn from_store(operation: Operation, error: &StoreError) -> Self {
+        Self {
+            link_conflict: matches!(error, StoreError::Conflict { .. }),
+            ..Self::new(operation, error.class(), "store", error.to_string())
+        }
+    }
+}
+
+/// Replaces the values of secret-looking keys, so a mapped password never reaches the log.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, v)| {
+                    let lower = key.to_ascii_lowercase();
+                    if ["password", "secret", "token"]
+                        .iter()
+                        .any(|s| lower.contains(s))
+                    {
+                        (key.clone(), Value::String("[redacted]".into()))
+                    } else {
+                        (key.clone(), redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A stable hash of a payload (serde_json keeps object keys sorted).
+pub fn payload_hash(payload: &Value) -> String {
+    hex::encode(Sha256::digest(payload.to_string().as_bytes()))
+}
+
+/// How many times a job re-plans after losing a race on its account link.
+const MAX_REPLANS: usize = 3;
+
+pub struct Worker {
+    config: Arc<Config>,
+    connectors: BTreeMap<String, Arc<dyn Connector>>,
+    links: Arc<dyn LinkStore>,
+    log: Arc<dyn LogStore>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<Config>,
+        connectors: BTreeMap<String, Arc<dyn Connector>>,
+        links: Arc<dyn LinkStore>,
+        log: Arc<dyn LogStore>,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            config,
+            connectors,
+            links,
+            log,
+            clock,
+            retry,
+        }
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Handles a batch: groups in parallel, each group's messages in order. When a message of a
+    /// group is put back for a retry, the later messages of that group in the batch are put
+    /// back too, unprocessed, so a user's changes never overtake each other.
+    pub async fn handle_batch(&self, messages: &[ReceivedMessage]) -> Vec<Disposition> {
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, message) in messages.iter().enumerate() {
+            groups
+                .entry(message.group_id.as_str())
+                .or_default()
+                .push(index);
+        }
+        let runs = groups.into_values().map(|indexes| async move {
+            let mut results = Vec::with_capacity(indexes.len());
+            let mut held_back: Option<Duration> = None;
+            for index in indexes {
+                let disposition = match held_back {
+                    Some(delay) => Disposition::RetryAfter(delay),
+                    None => self.handle_message(&messages[index]).await,
+                };
+                if let Disposition::RetryAfter(delay) = disposition {
+                    held_back = Some(delay);
+                }
+                results.push((index, disposition));
+            }
+            results
+        });
+        let mut dispositions = vec![Disposition::Done; messages.len()];
+        for (index, disposition) in futures::future::join_all(runs).await.into_iter().flatten() {
+            dispositions[index] = disposition;
+        }
+        dispositions
+    }
+
+    /// Handles one message and says what the queue should do with it.
+    pub async fn handle_message(&self, message: &ReceivedMessage) -> Disposition {
+        let job = match Job::from_body(&message.body) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(message_id = %message.message_id, %error, "unreadable job, sending it to the dead-letter queue");
+                return Disposition::DeadLetter {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let span = tracing::info_span!(
+            "job",
+            correlation_id = %job.correlation_id,
+            app = %job.app,
+            user_id = %job.user.id,
+            event_id = %job.event_id,
+            attempt = message.receive_count,
+        );
+        self.handle_job(&job, message.receive_count.max(1))
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_job(&self, job: &Job, attempt: u32) -> Disposition {
+        let started = Instant::now();
+        let result = self.provision(job).await;
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (entry, disposition) = match result {
+            Ok(applied) => {
+                tracing::info!(
+                    operation = applied.operation.as_str(),
+                    status = applied.status.as_str(),
+                    "job done"
+                );
+                (
+                    self.entry(job, attempt, elapsed, applied),
+                    Disposition::Done,
+                )
+            }
+            Err(failure) => {
+                let last_attempt = attempt >= self.retry.max_attempts;
+                let (status, disposition) = if failure.class.is_retryable() && !last_attempt {
+                    let delay = self.retry.delay(attempt, failure.retry_after);
+                    (LogStatus::Retrying, Disposition::RetryAfter(delay))
+                } else {
+                    let status = if failure.class.is_retryable() {
+                        LogStatus::DeadLettered
+                    } else {
+                        LogStatus::Failed
+                    };
+                    (
+                        status,
+                        Disposition::DeadLetter {
+                            reason: format!("{}: {}", failure.code, failure.message),
+                        },
+                    )
+                };
+                tracing::warn!(
+                    operation = failure.operation.as_str(),
+                    status = status.as_str(),
+                    error_class = failure.class.as_str(),
+                    error_code = %failure.code,
+                    error = %failure.message,
+                    "job attempt failed"
+                );
+                (
+                    self.failure_entry(job, attempt, elapsed, status, failure),
+                    disposition,
+                )
+            }
+        };
+        match self.log.append(&entry).await {
+            Ok(()) => disposition,
+            Err(error) => {
+                // The log is the record admins rely on: a job whose entry cannot be written is
+                // retried (its effect is idempotent) rather than finished silently.
+                tracing::error!(%error, "cannot write the provisioning log entry; retrying the job");
+                match disposition {
+                    Disposition::DeadLetter { .. } => disposition,
+                    _ => Disposition::RetryAfter(self.retry.delay(attempt, None)),
+                }
+            }
+        }
+    }
+
+    async fn provision(&self, job: &Job) -> Result<Applied, Failure> {
+        let Some(app) = self.config.app(&job.app) else {
+            return Err(Failure::new(
+                Operation::Skip,
+                ErrorClass::Config,
+                "unknown_app",
+                format!("app {:?} is not in the configuration", job.app),
+            ));
+        };
+        let Some(connector) = self.connectors.get(&app.name) else {
+            return Err(Failure::new(
+                Operation::Skip,
+                ErrorClass::Config,
+                "no_connector",
+                format!("no connector is set up for app {:?}", app.name),
+            ));
+        };
+        let mut last_conflict = None;
+        for _ in 0..MAX_REPLANS {
+            let link = self
+                .links
+                .get_link(&app.name, &job.user.id)
+                .await
+                .map_err(|e| Failure::from_store(Operation::Skip, &e))?;
+            let plan = plan(app, link.as_ref(), &job.user, job.source_time).map_err(|e| {
+                Failure::new(
+                    Operation::Skip,
+                    e.class(),
+                    "missing_is_active",
+                    e.to_string(),
+                )
+            })?;
+            match self.execute(app, connector.as_ref(), job, link, plan).await {
+                Err(failure) if failure.link_conflict => last_conflict = Some(failure),
+                other => return other,
+            }
+        }
+        Err(last_conflict.unwrap_or_else(|| {
+            Failure::new(
+                Operation::Skip,
+                ErrorClass::Transient,
+                "store",
+                "the account link kept changing".into(),
+            )
+        }))
+    }
+
+    async fn execute(
+        &self,
+        app: &AppConfig,
+        connector: &dyn Connector,
+        job: &Job,
+        link: Option<AccountLink>,
+        plan: Plan,
+    ) -> Result<Applied, Failure> {
+        let operation = plan.operation();
+        let payload = match &plan {
+            Plan::CreateOrAdopt | Plan::Update | Plan::Reactivate => {
+                let mut payload = app.mapping.apply(&job.user).map_err(|e| {
+                    Failure::new(
+                        operation,
+                        e.class(),
+                        e.code(),
+                        format!("mapping for app {}: {e}", app.name),
+                    )
+                })?;
+                if let Value::Object(map) = &mut payload {
+                    map.insert("active".into(), Value::Bool(true));
+                }
+                Some(payload)
+            }
+            Plan::Deactivate | Plan::Noop(_) | Plan::Skip(_) => None,
+        };
+        match plan {
+            Plan::Skip(reason) => {
+                return Ok(outcome(Operation::Skip, LogStatus::Skipped, Some(reason)));
+            }
+            Plan::Noop(reason) => {
+                return Ok(outcome(Operation::Noop, LogStatus::Skipped, Some(reason)));
+            }
+            _ => {}
+        }
+        if let (Plan::Update, Some(link), Some(payload)) = (&plan, &link, &payload)
+            && link.last_payload_hash.as_deref() == Some(payload_hash(payload).as_str())
+        {
+            // Nothing changed for this app; still record the event as applied so older
+            // deliveries stay stale.
+            let next = self.next_link(
+                job,
+                Some(link),
+                &link.target_id,
+                true,
+                link.managed_by,
+                link.last_payload_hash.clone(),
+            );
+            self.save_link(operation, &next, Some(link.version)).await?;
+            return Ok(Applied {
+                target_id: Some(link.target_id.clone()),
+                ..outcome(
+                    Operation::Noop,
+                    LogStatus::Skipped,
+                    Some("the account already has these attributes".into()),
+                )
+            });
+        }
+        if app.dry_run {
+            let request = payload
+                .as_ref()
+                .map(redact)
+                .or_else(|| Some(serde_json::json!({"active": false})));
+            return Ok(Applied {
+                request,
+                target_id: link.as_ref().map(|l| l.target_id.clone()),
+                ..outcome(
+                    operation,
+                    LogStatus::DryRun,
+                    Some(format!(
+                        "app {} is in dry-run mode: nothing was sent",
+                        app.name
+                    )),
+                )
+            });
+        }
+
+        let expected_version = link.as_ref().map(|l| l.version);
+        match (plan, payload) {
+            (Plan::CreateOrAdopt, Some(payload)) => {
+                self.create_or_adopt(app, connector, job, &payload).await
+            }
+            (Plan::Update | Plan::Reactivate, Some(payload)) => {
+                let Some(link) = link else {
+                    return Err(Failure::new(
+                        operation,
+                        ErrorClass::Permanent,
+                        "no_link",
+                        "update without a link".into(),
+                    ));
+                };
+                match connector.update(&link.target_id, &payload).await {
+                    Ok(reply) => {
+                        let next = self.next_link(
+                            job,
+                            Some(&link),
+                            &link.target_id,
+                            true,
+                            link.managed_by,
+                            Some(payload_hash(&payload)),
+                        );
+                        self.save_link(operation, &next, expected_version).await?;
+                        Ok(Applied {
+                            http_status: reply.http_status,
+                            target_id: Some(link.target_id.clone()),
+                            request: Some(redact(&payload)),
+                            ..outcome(operation, LogStatus::Success, None)
+                        })
+                    }
+                    Err(ConnectorError::NotFound { .. })
+                        if app.allows(crate::config::Trigger::Create) =>
+                    {
+                        // The account was removed in the target: converge by creating it again.
+                        let created = connector.create(&payload).await.map_err(|e| {
+                            Failure::from_connector(Operation::Create, &e, Some(&payload))
+                        })?;
+                        let next = self.next_link(
+                            job,
+                            Some(&link),
+                            &created.value.id,
+                            true,
+                            ManagedBy::Created,
+                            Some(payload_hash(&payload)),
+                        );
+                        self.save_link(Operation::Create, &next, expected_version)
+                            .await?;
+                        Ok(Applied {
+                            http_status: created.http_status,
+                            target_id: Some(created.value.id),
+                            request: Some(redact(&payload)),
+                            ..outcome(
+                                Operation::Create,
+                                LogStatus::Success,
+                                Some(
+                                    "the account was gone from the target; created it again".into(),
+                                ),
+                            )
+                        })
+                    }
+                    Err(error) => Err(Failure::from_connector(operation, &error, Some(&payload))),
+                }
+            }
+            (Plan::Deactivate, _) => {
+                let Some(link) = link else {
+                    return Err(Failure::new(
+                        operation,
+                        ErrorClass::Permanent,
+                        "no_link",
+                        "deactivate without a link".into(),
+                    ));
+                };
+                let (result, request) = match app.deactivate {
+                    DeactivateMode::PatchActive => (
+                        connector.set_active(&link.target_id, false).await,
+                        serde_json::json!({"active": false}),
+                    ),
+                    DeactivateMode::Delete => (
+                        connector.delete(&link.target_id).await,
+                        serde_json::json!({"delete": true}),
+                    ),
+                };
+                let (http_status, reason) = match result {
+                    Ok(reply) => (reply.http_status, None),
+                    Err(ConnectorError::NotFound { .. }) => (
+                        Some(404),
+                        Some("the account no longer exists in the target".to_owned()),
+                    ),
+                    Err(error) => {
+                        return Err(Failure::from_connector(operation, &error, Some(&request)));
+                    }
+                };
+                let next = self.next_link(
+                    job,
+                    Some(&link),
+                    &link.target_id,
+                    false,
+                    link.managed_by,
+                    None,
+                );
+                self.save_link(operation, &next, expected_version).await?;
+                Ok(Applied {
+                    http_status,
+                    target_id: Some(link.target_id.clone()),
+                    request: Some(request),
+                    ..outcome(operation, LogStatus::Success, reason)
+                })
+            }
+            (_, _) => Err(Failure::new(
+                operation,
+                ErrorClass::Permanent,
+                "internal",
+                "no payload for the operation".into(),
+            )),
+        }
+    }
+
+    async fn create_or_adopt(
+        &self,
+        app: &AppConfig,
+        connector: &dyn Connector,
+        job: &Job,
+        payload: &Value,
+    ) -> Result<Applied, Failure> {
+        let keys = match_keys(app, payload);
+        let existing = if keys.is_empty() {
+            None
+        } else {
+            connector
+                .find(&keys)
+                .await
+                .map_err(|e| Failure::from_connector(Operation::Adopt, &e, Some(payload)))?
+                .value
+        };
+        let existing = match existing {
+            Some(account) => Some(account),
+            None => match connector.create(payload).await {
+                Ok(created) => {
+                    let next = self.next_link(
+                        job,
+                        None,
+                        &created.value.id,
+                        true,
+                        ManagedBy::Created,
+                        Some(payload_hash(payload)),
+                    );
+                    self.save_link(Operation::Create, &next, None).await?;
+                    return Ok(Applied {
+                        http_status: created.http_status,
+                        target_id: Some(created.value.id),
+                        request: Some(redact(payload)),
+                        ..outcome(Operation::Create, LogStatus::Success, None)
+                    });
+                }
+                // Someone else has the unique attribute: find that account and adopt it.
+                Err(ConnectorError::Conflict { .. }) if !keys.is_empty() => {
+                    connector
+                        .find(&keys)
+                        .await
+                        .map_err(|e| Failure::from_connector(Operation::Adopt, &e, Some(payload)))?
+                        .value
+                }
+                Err(error) => {
+                    return Err(Failure::from_connector(
+                        Operation::Create,
+                        &error,
+                        Some(payload),
+                    ));
+                }
+            },
+        };
+        let Some(account) = existing else {
+            return Err(Failure {
+                http_status: Some(409),
+                request: Some(redact(payload)),
+                ..Failure::new(
+                    Operation::Create,
+                    ErrorClass::Permanent,
+                    "conflict_without_match",
+                    format!(
+                        "the target reports a conflicting account, but none matches on {}; check match_on for app {}",
+                        app.match_on.join(", "),
+                        app.name
+                    ),
+                )
+            });
+        };
+        let reply = connector
+            .update(&account.id, payload)
+            .await
+            .map_err(|e| Failure::from_connector(Operation::Adopt, &e, Some(payload)))?;
+        let next = self.next_link(
+            job,
+            None,
+            &account.id,
+            true,
+            ManagedBy::Adopted,
+            Some(payload_hash(payload)),
+        );
+        self.save_link(Operation::Adopt, &next, None).await?;
+        Ok(Applied {
+            http_status: reply.http_status,
+            target_id: Some(account.id),
+            request: Some(redact(payload)),
+            reason: Some(format!(
+                "adopted the existing account matching on {}",
+                app.match_on.join(", ")
+            )),
+            ..outcome(Operation::Adopt, LogStatus::Success, None)
+        })
+    }
+
+    fn next_link(
+        &self,
+        job: &Job,
+        previous: Option<&AccountLink>,
+        target_id: &str,
+        active: bool,
+        managed_by: ManagedBy,
+        payload_hash: Option<String>,
+    ) -> AccountLink {
+        let last_source_time = match (previous.and_then(|l| l.last_source_time), job.source_time) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        AccountLink {
+            app: job.app.clone(),
+            user_id: job.user.id.clone(),
+            username: job
+                .user
+                .username()
+                .map(str::to_owned)
+                .or_else(|| previous.and_then(|l| l.username.clone())),
+            target_id: target_id.to_owned(),
+            active,
+            last_source_time,
+            last_event_id: Some(job.event_id.clone()),
+            last_payload_hash: payload_hash,
+            last_groups: previous.map(|l| l.last_groups.clone()).unwrap_or_default(),
+            snapshot: Some(job.user.clone()),
+            managed_by,
+            version: previous.map_or(1, |l| l.version + 1),
+            updated_at: self.clock.now(),
+        }
+    }
+
+    async fn save_link(
+        &self,
+        operation: Operation,
+        link: &AccountLink,
+        expected: Option<u64>,
+    ) -> Result<(), Failure> {
+        self.links
+            .put_link(link, expected)
+            .await
+            .map_err(|e| Failure::from_store(operation, &e))
+    }
+
+    fn entry(&self, job: &Job, attempt: u32, duration_ms: u64, applied: Applied) -> LogEntry {
+        LogEntry {
+            id: ulid::Ulid::new().to_string(),
+            time: self.clock.now(),
+            app: job.app.clone(),
+            user_id: job.user.id.to_string(),
+            username: job.user.username().map(str::to_owned),
+            event_id: job.event_id.clone(),
+            source: job.source,
+            correlation_id: job.correlation_id.clone(),
+            operation: applied.operation,
+            status: applied.status,
+            attempt,
+            http_status: applied.http_status,
+            target_id: applied.target_id,
+            reason: applied.reason,
+            error: None,
+            request: applied.request,
+            response: None,
+            duration_ms,
+        }
+    }
+
+    fn failure_entry(
+        &self,
+        job: &Job,
+        attempt: u32,
+        duration_ms: u64,
+        status: LogStatus,
+        failure: Failure,
+    ) -> LogEntry {
+        let reason = match status {
+            LogStatus::Retrying => Some(format!(
+                "attempt {attempt} of {} failed; retrying",
+                self.retry.max_attempts
+            )),
+            LogStatus::DeadLettered => Some(format!(
+                "attempt {attempt} of {} failed; sent to the dead-letter queue",
+                self.retry.max_attempts
+            )),
+            _ => Some("permanent failure: not retried; sent to the dead-letter queue".to_owned()),
+        };
+        LogEntry {
+            http_status: failure.http_status,
+            target_id: None,
+            reason,
+            error: Some(ErrorInfo {
+                class: failure.class,
+                code: failure.code,
+                message: failure.message,
+            }),
+            request: failure.request,
+            response: failure.response,
+            ..self.entry(
+                job,
+                attempt,
+                duration_ms,
+                outcome(failure.operation, status, None),
+            )
+        }
+    }
+}
+
+fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> Applied {
+    Applied {
+        operation,
+        status,
+        http_status: None,
+        target_id: None,
+        reason,
+        request: None,
+    }
+}
+
+/// The match keys for finding an existing account: each `match_on` attribute with its mapped value.
+fn match_keys(app: &AppConfig, payload: &Value) -> Vec<MatchKey> {
+    app.match_on
+        .iter()
+        .filter_map(|attribute| {
+            let path = app.mapping.target_path(attribute)?;
+            let value = match path.read(payload)? {
+                Value::String(s) => s.clone(),
+                Value::Null => return None,
+                other => other.to_string(),
+            };
+            Some(MatchKey {
+                attribute: attribute.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::connector::{Reply, TargetAccount};
+    use crate::ids::SalesforceId;
+    use crate::log::{LogPage, LogQuery};
+    use crate::ports::SystemClock;
+    use crate::source::{EventSource, SourceEvent, SourceUser};
+
+    #[derive(Default)]
+    struct MemoryLinks(Mutex<HashMap<(String, String), AccountLink>>);
+
+    #[async_trait]
+    impl LinkStore for MemoryLinks {
+        async fn get_link(
+            &self,
+            app: &str,
+            user_id: &SalesforceId,
+        ) -> Result<Option<AccountLink>, StoreError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get(&(app.to_owned(), user_id.to_string()))
+                .cloned())
+        }
+        async fn put_link(
+            &self,
+            link: &AccountLink,
+            expected: Option<u64>,
+        ) -> Result<(), StoreError> {
+            let mut links = self.0.lock().unwrap();
+            let key = (link.app.clone(), link.user_id.to_string());
+            if links.get(&key).map(|l| l.version) != expected {
+                return Err(StoreError::Conflict { expected });
+            }
+            links.insert(key, link.clone());
+            Ok(())
+        }
+        async fn list_links(
+            &self,
+            _: Option<&str>,
+            _: Option<(&str, &str)>,
+            _: usize,
+        ) -> Result<Vec<AccountLink>, StoreError> {
+            Ok(self.0.lock().unwrap().values().cloned().collect())
+        }
+    }
+
+    #[derive(Default)]
+    struct MemoryLog(Mutex<Vec<LogEntry>>);
+
+    #[async_trait]
+    impl LogStore for MemoryLog {
+        async fn append(&self, entry: &LogEntry) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(entry.clone());
+            Ok(())
+        }
+        async fn get_entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
+            Ok(self.0.lock().unwrap().iter().find(|e| e.id == id).cloned())
+        }
+        async fn query(&self, _: &LogQuery) -> Result<LogPage, StoreError> {
+            Ok(LogPage {
+                entries: self.0.lock().unwrap().clone(),
+                next_cursor: None,
+            })
+        }
+    }
+
+    /// A target whose `create` answers are scripted; everything else succeeds.
+    #[derive(Default)]
+    struct ScriptedTarget {
+        create_failures: Mutex<VecDeque<ConnectorError>>,
+        creates: Mutex<Vec<Value>>,
+    }
+
+    #[async_trait]
+    impl Connector for ScriptedTarget {
+        async fn find(
+            &self,
+            _: &[MatchKey],
+        ) -> Result<Reply<Option<TargetAccount>>, ConnectorError> {
+            Ok(Reply {
+                value: None,
+                http_status: Some(200),
+            })
+        }
+        async fn get(&self, _: &str) -> Result<Reply<Option<TargetAccount>>, ConnectorError> {
+            Ok(Reply {
+                value: None,
+                http_status: Some(404),
+            })
+        }
+        async fn create(&self, resource: &Value) -> Result<Reply<TargetAccount>, ConnectorError> {
+            if let Some(error) = self.create_failures.lock().unwrap().pop_front() {
+                return Err(error);
+            }
+            let mut creates = self.creates.lock().unwrap();
+            creates.push(resource.clone());
+            let id = format!("t-{}", creates.len());
+            Ok(Reply {
+                value: TargetAccount {
+                    id,
+                    active: Some(true),
+                    resource: resource.clone(),
+                },
+                http_status: Some(201),
+            })
+        }
+        async fn update(&self, _: &str, _: &Value) -> Result<Reply<()>, ConnectorError> {
+            Ok(Reply {
+                value: (),
+                http_status: Some(200),
+            })
+        }
+        async fn set_active(&self, _: &str, _: bool) -> Result<Reply<()>, ConnectorError> {
+            Ok(Reply {
+                value: (),
+                http_status: Some(204),
+            })
+        }
+        async fn delete(&self, _: &str) -> Result<Reply<()>, ConnectorError> {
+            Ok(Reply {
+                value: (),
+                http_status: Some(204),
+            })
+        }
+    }
+
+    struct Fixture {
+        worker: Worker,
+        target: Arc<ScriptedTarget>,
+        log: Arc<MemoryLog>,
+    }
+
+    fn fixture(max_attempts: u32) -> Fixture {
+        let config = Config::parse(
+            r#"
+            [source]
+            org_ids = ["00D8a000002bQxTEAU"]
+            [[apps]]
+            name = "app"
+            base_url = "https://scim.example.com/v2"
+            secret = "s"
+            [apps.mapping]
+            userName = { from = "Username", required = true }
+            "#,
+            "test",
+        )
+        .unwrap();
+        let target = Arc::new(ScriptedTarget::default());
+        let log = Arc::new(MemoryLog::default());
+        let connectors: BTreeMap<String, Arc<dyn Connector>> =
+            [("app".to_owned(), target.clone() as Arc<dyn Connector>)].into();
+        let worker = Worker::new(
+            Arc::new(config),
+            connectors,
+            Arc::new(MemoryLinks::default()),
+            log.clone(),
+            Arc::new(SystemClock),
+            RetryPolicy {
+                max_attempts,
+                base_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(1),
+            },
+        );
+        Fixture {
+            worker,
+            target,
+            log,
+        }
+    }
+
+    fn message(user_id: &str, username: &str, receive_count: u32) -> ReceivedMessage {
+        let mut user = SourceUser::new(SalesforceId::parse(user_id).unwrap());
+        user.fields.insert("Username".into(), json!(username));
+        user.fields.insert("IsActive".into(), json!("true"));
+        let event = SourceEvent {
+            event_id: format!("04l-{username}"),
+            source: EventSource::OutboundMessage,
+            user,
+            event_time: None,
+        };
+        let job = Job::new("app", &event, "corr", time::OffsetDateTime::now_utc());
+        ReceivedMessage {
+            message_id: format!("m-{username}"),
+            receipt: "r".into(),
+            group_id: job.group_id(),
+            dedup_id: job.dedup_id(),
+            body: job.to_body().unwrap(),
+            receive_count,
+        }
+    }
+
+    fn statuses(log: &MemoryLog) -> Vec<(String, LogStatus)> {
+        log.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| (e.username.clone().unwrap_or_default(), e.status))
+            .collect()
+    }
+
+    const ANA: &str = "0058a00000LmN2pAAF";
+    const BEN: &str = "0058a00000LmN3qAAF";
+
+    #[tokio::test]
+    async fn a_retried_message_holds_back_the_rest_of_its_group_but_not_other_groups() {
+        let f = fixture(5);
+        f.target
+            .create_failures
+            .lock()
+            .unwrap()
+            .push_back(ConnectorError::ServerError {
+                status: 503,
+                detail: "busy".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            });
+        let batch = [
+            message(ANA, "ana-1", 1),
+            message(ANA, "ana-2", 1),
+            message(BEN, "ben", 1),
+        ];
+
+        let dispositions = f.worker.handle_batch(&batch).await;
+
+        assert_eq!(
+            dispositions[0],
+            Disposition::RetryAfter(Duration::from_secs(7)),
+            "Retry-After wins over backoff"
+        );
+        assert_eq!(
+            dispositions[1],
+            Disposition::RetryAfter(Duration::from_secs(7)),
+            "held back unprocessed"
+        );
+        assert_eq!(dispositions[2], Disposition::Done);
+        assert_eq!(
+            statuses(&f.log),
+            vec![
+                ("ana-1".into(), LogStatus::Retrying),
+                ("ben".into(), LogStatus::Success)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_on_the_last_attempt_is_dead_lettered_and_logged() {
+        let f = fixture(3);
+        f.target
+            .create_failures
+            .lock()
+            .unwrap()
+            .push_back(ConnectorError::Timeout);
+
+        let disposition = f.worker.handle_message(&message(ANA, "ana", 3)).await;
+
+        assert!(matches!(disposition, Disposition::DeadLetter { .. }));
+        let log = f.log.0.lock().unwrap();
+        assert_eq!(log[0].status, LogStatus::DeadLettered);
+        assert_eq!(log[0].attempt, 3);
+        assert_eq!(log[0].error.as_ref().unwrap().code, "timeout");
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_not_retried() {
+        let f = fixture(5);
+        f.target
+            .create_failures
+            .lock()
+            .unwrap()
+            .push_back(ConnectorError::Rejected {
+                status: 400,
+                scim_type: Some("invalidValue".into()),
+                detail: "bad email".into(),
+                body: "{\"detail\":\"bad email\"}".into(),
+            });
+
+        let disposition = f.worker.handle_message(&message(ANA, "ana", 1)).await;
+
+        assert!(matches!(disposition, Disposition::DeadLetter { .. }));
+        let log = f.log.0.lock().unwrap();
+        assert_eq!(
+            (log[0].status, log[0].http_status),
+            (LogStatus::Failed, Some(400))
+        );
+        assert_eq!(
+            log[0].response.as_deref(),
+            Some("{\"detail\":\"bad email\"}")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_message_goes_to_the_dead_letter_queue() {
+        let f = fixture(5);
+        let mut bad = message(ANA, "ana", 1);
+        bad.body = "{\"v\":2}".into();
+        let disposition = f.worker.handle_message(&bad).await;
+        assert_eq!(
+            disposition,
+            Disposition::DeadLetter {
+                reason: "the job has format version 2, this worker reads version 1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_within_the_cap_with_full_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for _ in 0..200 {
+            assert!(policy.delay(1, None) <= Duration::from_millis(100));
+            assert!(policy.delay(3, None) <= Duration::from_millis(400));
+            assert!(policy.delay(9, None) <= Duration::from_secs(1));
+        }
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(100_000))),
+            Duration::from_secs(12 * 3600)
+        );
+    }
+
+    #[test]
+    fn secret_looking_keys_are_redacted_at_any_depth() {
+        let redacted = redact(&json!({"userName": "a", "password": "p", "x": [{"apiToken": "t"}]}));
+        assert_eq!(
+            redacted,
+            json!({"userName": "a", "password": "[redacted]", "x": [{"apiToken": "[redacted]"}]})
+        );
+    }
+}

@@ -8,3 +8,4 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod peers;
+pub mod scim_contract;

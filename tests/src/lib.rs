@@ -10,3 +10,4 @@
 pub mod fault_proxy;
 pub mod peers;
 pub mod pipeline;
+pub mod scim_contract;

@@ -50,7 +50,7 @@ fn pair(operation: &str, status: &str) -> (String, String) {
     (operation.to_owned(), status.to_owned())
 }
 
-async fn one_user(scim: &Scim2Server, user_name: &str) -> Value {
+async fn one_user(scim: &Target, user_name: &str) -> Value {
     let users = scim_users(&scim.base_url(), &scim.token, Some(user_name)).await;
     assert_eq!(
         users.len(),
@@ -62,7 +62,7 @@ async fn one_user(scim: &Scim2Server, user_name: &str) -> Value {
 
 #[tokio::test]
 async fn joiners_movers_leavers_and_returners_converge_in_the_target() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("lifecycle");
     let stack = stack_for(&scim).await;
 
     post_ok(&stack, JOINERS).await;
@@ -114,7 +114,7 @@ async fn joiners_movers_leavers_and_returners_converge_in_the_target() {
 
 #[tokio::test]
 async fn an_existing_target_account_is_adopted_not_duplicated() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("adopt");
     let created: Value = reqwest::Client::new()
         .post(format!("{}/Users", scim.base_url()))
         .bearer_auth(&scim.token)
@@ -152,7 +152,7 @@ async fn an_existing_target_account_is_adopted_not_duplicated() {
 
 #[tokio::test]
 async fn a_duplicate_delivery_has_one_effect() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("duplicates");
     let stack = stack_for(&scim).await;
 
     post_ok(&stack, JOINERS).await;
@@ -179,7 +179,7 @@ async fn a_duplicate_delivery_has_one_effect() {
 
 #[tokio::test]
 async fn an_older_event_arriving_late_is_skipped_and_logged() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("stale");
     let stack = stack_for(&scim).await;
 
     post_ok(&stack, JOINERS).await;
@@ -207,10 +207,10 @@ async fn an_older_event_arriving_late_is_skipped_and_logged() {
 
 #[tokio::test]
 async fn a_target_answering_500_then_201_is_retried_until_success() {
-    let scim = Scim2Server::start();
-    let proxy = FaultProxy::start(&scim.url()).await;
+    let scim = Target::new("retry");
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", scim.server.port())).await;
     proxy.fail_next("POST", 500, r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"500","detail":"try later"}"#);
-    let base_url = format!("{}{}", proxy.url(), scim.base_path());
+    let base_url = format!("{}/{}/v2", proxy.url(), scim.tenant);
     let stack = TestStack::start(
         &config_for(&base_url, "", ""),
         &[("userprov/scim", &scim.token)],
@@ -260,7 +260,7 @@ async fn a_target_answering_500_then_201_is_retried_until_success() {
 
 #[tokio::test]
 async fn a_missing_required_attribute_fails_once_naming_the_attribute() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("required");
     let stack = stack_for(&scim).await;
     let body = outbound_message(
         ORG_ID,
@@ -303,7 +303,7 @@ async fn a_missing_required_attribute_fails_once_naming_the_attribute() {
 
 #[tokio::test]
 async fn a_notification_for_another_object_is_refused_alone() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("other-object");
     let stack = stack_for(&scim).await;
     let contact = r#"<Notification><Id>04l8a00000Dq7AcAAJ</Id><sObject xsi:type="sf:Contact" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>0038a00000AbCdEAAV</sf:Id><sf:Email>x@y.z</sf:Email></sObject></Notification>"#;
     let user = outbound_message(
@@ -333,7 +333,7 @@ async fn a_notification_for_another_object_is_refused_alone() {
 /// Each bad request gets a precise answer and leaves nothing in the queue or the log.
 #[tokio::test]
 async fn bad_requests_are_refused_and_enqueue_nothing() {
-    let scim = Scim2Server::start();
+    let scim = Target::new("bad-input");
     let stack = stack_for(&scim).await;
     let good = outbound_message(
         ORG_ID,

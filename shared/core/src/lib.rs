@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod connector;
+pub mod credentials;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Classify, ErrorClass};
 
+pub mod mock;
 pub mod registry;
 pub mod scim;
 

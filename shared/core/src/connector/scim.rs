@@ -1,1 +1,913 @@
+//! The SCIM 2.0 connector (RFC 7643 / RFC 7644) for User resources.
+//!
+//! It trusts targets little: hits of a filter are verified against every match key (some servers
+//! ignore filters), redirects are never followed (credentials stay with the configured host),
+//! answers are size-capped, and the credentials never appear in an error, even when a target
+//! echoes them back.
 
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::{Method, Url};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::{Connector, ConnectorError, MatchKey, Reply, TargetAccount};
+use crate::credentials::AuthProvider;
+use crate::log::{RESPONSE_EXCERPT_BYTES, truncate_response};
+use crate::mapping::TargetPath;
+use crate::ports::SecretValue;
+
+pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
+const ACCEPTED_MEDIA_TYPES: &str = "application/scim+json, application/json";
+pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+/// The largest answer read from a target; a User or a page of them is far smaller.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub const USER_AGENT: &str = concat!("userprov/", env!("CARGO_PKG_VERSION"));
+/// How much of an unexpected answer goes into an error's short detail.
+const DETAIL_CHARS: usize = 200;
+
+/// Where a SCIM target is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimSettings {
+    /// The SCIM base URL, e.g. `https://scim.example.com/v2` (`/Users` is appended).
+    pub base_url: String,
+    /// The limit for one HTTP exchange, answer included.
+    pub timeout: Duration,
+}
+
+/// A reqwest client suitable for targets: rustls, no redirects followed (a redirect is a
+/// BadResponse naming the Location host, and no credentials are ever sent to another host),
+/// User-Agent "userprov/<version>", connect+request timeouts.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConnectorError> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| {
+            ConnectorError::Config(format!("cannot build the HTTP client: {}", error_chain(&e)))
+        })
+}
+
+pub struct ScimConnector {
+    http: reqwest::Client,
+    base_url: String,
+    timeout: Duration,
+    auth: Arc<dyn AuthProvider>,
+}
+
+impl fmt::Debug for ScimConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScimConnector")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A target's answer, read in full (up to [`MAX_RESPONSE_BYTES`]).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    url: Url,
+    location: Option<String>,
+    content_type: Option<String>,
+    retry_after: Option<Duration>,
+    body: String,
+    /// What was sent as Authorization, to scrub from any text of the answer quoted in an error.
+    sent_authorization: SecretValue,
+}
+
+impl Answer {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    fn is_html(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("html"))
+            || self.body.trim_start().starts_with('<')
+    }
+
+    /// The body as JSON, for calls whose answer must carry a resource.
+    fn json(&self) -> Result<Value, ConnectorError> {
+        let status = self.status;
+        if self.is_html() {
+            return Err(ConnectorError::BadResponse(format!(
+                "HTTP {status} with an HTML page instead of SCIM JSON; check base_url"
+            )));
+        }
+        if self.body.trim().is_empty() {
+            return Err(ConnectorError::BadResponse(format!(
+                "HTTP {status} with an empty body where a resource was expected"
+            )));
+        }
+        serde_json::from_str(&self.body).map_err(|_| {
+            ConnectorError::BadResponse(format!(
+                "HTTP {status} with a body that is not JSON: {}",
+                self.excerpt()
+            ))
+        })
+    }
+
+    /// `text` from the answer, safe to quote in an error.
+    fn quotable(&self, text: &str) -> String {
+        scrub(text, &self.sent_authorization)
+    }
+
+    /// The start of the body, safe to keep with an error.
+    fn body_excerpt(&self) -> String {
+        truncate_response(&self.quotable(&self.body), RESPONSE_EXCERPT_BYTES)
+    }
+
+    /// A short, one-line view of the body for error details.
+    fn excerpt(&self) -> String {
+        if self.body.trim().is_empty() {
+            return "(empty body)".into();
+        }
+        if self.is_html() {
+            return "(an HTML page)".into();
+        }
+        let line: String = self
+            .quotable(&self.body)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut short: String = line.chars().take(DETAIL_CHARS).collect();
+        if short.len() < line.len() {
+            short.push('…');
+        }
+        short
+    }
+
+    /// The error a non-success answer stands for. Callers handle 404 first where it means
+    /// "no such account".
+    fn failure(&self) -> ConnectorError {
+        let scim = ScimErrorBody::parse(&self.body);
+        let detail = scim
+            .detail
+            .map(|d| self.quotable(&d))
+            .unwrap_or_else(|| self.excerpt());
+        let status = self.status;
+        match status {
+            300..=399 => ConnectorError::BadResponse(self.redirect_message()),
+            401 => ConnectorError::Unauthorized,
+            409 => ConnectorError::Conflict { detail },
+            429 => ConnectorError::Throttled {
+                status,
+                retry_after: self.retry_after,
+            },
+            500..=599 => ConnectorError::ServerError {
+                status,
+                detail,
+                retry_after: self.retry_after,
+            },
+            200..=299 => ConnectorError::BadResponse(format!(
+                "HTTP {status} where it was not expected: {detail}"
+            )),
+            _ => ConnectorError::Rejected {
+                status,
+                scim_type: scim.scim_type,
+                detail,
+                body: self.body_excerpt(),
+            },
+        }
+    }
+
+    fn redirect_message(&self) -> String {
+        let target = self.location.as_deref().and_then(|l| self.url.join(l).ok());
+        let place = match target.as_ref().and_then(Url::host_str) {
+            Some(host) if Some(host) == self.url.host_str() => {
+                format!("another address on the same host {host}")
+            }
+            Some(host) => format!("host {host}"),
+            None => "an address it did not give".into(),
+        };
+        format!(
+            "HTTP {} redirect to {place}; userprov does not follow redirects (credentials stay with the \
+             configured host): set base_url to the final address",
+            self.status
+        )
+    }
+}
+
+/// The parts of a SCIM error body userprov uses. `status` may be a string or a number, and
+/// `scimType` is often missing.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ScimErrorBody {
+    status: Option<u16>,
+    scim_type: Option<String>,
+    detail: Option<String>,
+}
+
+impl ScimErrorBody {
+    fn parse(body: &str) -> Self {
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(body) else {
+            return Self::default();
+        };
+        let text = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let status = match fields.get("status") {
+            Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        Self {
+            status,
+            scim_type: text("scimType"),
+            detail: text("detail"),
+        }
+    }
+
+    fn is_error_message(body: &str) -> bool {
+        body.contains(ERROR_SCHEMA)
+    }
+}
+
+/// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let http_date = format_description!(
+        "[weekday repr:short case_sensitive:false], [day] [month repr:short case_sensitive:false] [year] \
+         [hour]:[minute]:[second] GMT"
+    );
+    let when = time::PrimitiveDateTime::parse(value, &http_date)
+        .ok()?
+        .assume_utc();
+    // A date in the past means "now".
+    Some(Duration::try_from(when - now).unwrap_or(Duration::ZERO))
+}
+
+/// `error` and its sources, for messages (reqwest's own text alone rarely says why).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn transport_error(error: reqwest::Error) -> ConnectorError {
+    if error.is_timeout() {
+        ConnectorError::Timeout
+    } else if error.is_builder() {
+        ConnectorError::Config(format!(
+            "cannot build the request, check base_url: {}",
+            error_chain(&error)
+        ))
+    } else {
+        ConnectorError::Network(error_chain(&error))
+    }
+}
+
+/// Removes the Authorization value, and the credential inside it, from text a target sent.
+/// A credential too short to be a real secret is left alone rather than blotting out every
+/// occurrence of a common letter.
+fn scrub(text: &str, authorization: &SecretValue) -> String {
+    const SHORTEST_SCRUBBED: usize = 6;
+    let header = authorization.expose();
+    let credential = header.split_once(' ').map_or(header, |(_, c)| c).trim();
+    let mut text = text.to_owned();
+    for secret in [header, credential] {
+        if secret.len() >= SHORTEST_SCRUBBED && text.contains(secret) {
+            text = text.replace(secret, "<redacted>");
+        }
+    }
+    text
+}
+
+async fn read_answer(
+    mut response: reqwest::Response,
+    authorization: &SecretValue,
+) -> Result<Answer, ConnectorError> {
+    let too_large = |size: String| {
+        ConnectorError::BadResponse(format!(
+            "the answer is {size} bytes, over the 1 MiB userprov reads"
+        ))
+    };
+    if let Some(length) = response.content_length()
+        && length > MAX_RESPONSE_BYTES as u64
+    {
+        return Err(too_large(length.to_string()));
+    }
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let location = header(LOCATION);
+    let content_type = header(CONTENT_TYPE);
+    let retry_after =
+        header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, OffsetDateTime::now_utc()));
+    let mut status = response.status().as_u16();
+    let url = response.url().clone();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large(format!("more than {MAX_RESPONSE_BYTES}")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&bytes).into_owned();
+    // Some targets answer 200 with a SCIM error message: believe the message.
+    if (200..300).contains(&status)
+        && ScimErrorBody::is_error_message(&body)
+        && let Some(embedded) = ScimErrorBody::parse(&body).status.filter(|s| *s >= 400)
+    {
+        status = embedded;
+    }
+    Ok(Answer {
+        status,
+        url,
+        location,
+        content_type,
+        retry_after,
+        body,
+        sent_authorization: authorization.clone(),
+    })
+}
+
+/// SCIM compares these attributes without regard to case (RFC 7643 `caseExact: false`).
+fn compares_ignoring_case(attribute: &str) -> bool {
+    let first = attribute.split(['.', '[']).next().unwrap_or_default();
+    first.eq_ignore_ascii_case("userName") || first.eq_ignore_ascii_case("emails")
+}
+
+/// True when the resource holds `key.value` at `path`.
+fn holds(resource: &Value, path: &TargetPath, key: &MatchKey) -> bool {
+    let found = match path.read(resource) {
+        Some(Value::String(s)) => s.clone(),
+        Some(value @ (Value::Number(_) | Value::Bool(_))) => value.to_string(),
+        _ => return false,
+    };
+    if compares_ignoring_case(&key.attribute) {
+        found.to_lowercase() == key.value.to_lowercase()
+    } else {
+        found == key.value
+    }
+}
+
+/// The account a User resource describes.
+fn account_from(resource: Value) -> Result<TargetAccount, ConnectorError> {
+    if !resource.is_object() {
+        return Err(ConnectorError::BadResponse(
+            "the answer is not a SCIM resource (not a JSON object)".into(),
+        ));
+    }
+    let id = match resource.get("id") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => {
+            return Err(ConnectorError::BadResponse(
+                "the resource in the answer has no \"id\"".into(),
+            ));
+        }
+    };
+    let active = match resource.get("active") {
+        Some(Value::Bool(b)) => Some(*b),
+        // Some targets send booleans as strings.
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    };
+    Ok(TargetAccount {
+        id,
+        active,
+        resource,
+    })
+}
+
+/// The resources of a ListResponse. A missing `Resources` is fine only when nothing matched.
+fn list_resources(list: Value) -> Result<Vec<Value>, ConnectorError> {
+    let Value::Object(mut fields) = list else {
+        return Err(ConnectorError::BadResponse(
+            "the list answer is not a JSON object".into(),
+        ));
+    };
+    // Attribute names are case-insensitive in SCIM.
+    let key = fields
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("Resources"))
+        .cloned();
+    let total = fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("totalResults"))
+        .and_then(|(_, v)| v.as_u64());
+    match key.and_then(|k| fields.remove(&k)) {
+        Some(Value::Array(items)) => Ok(items),
+        Some(Value::Null) | None if total == Some(0) => Ok(Vec::new()),
+        Some(Value::Null) | None => Err(ConnectorError::BadResponse(
+            "the list answer has neither \"Resources\" nor \"totalResults\": 0".into(),
+        )),
+        Some(_) => Err(ConnectorError::BadResponse(
+            "\"Resources\" in the list answer is not an array".into(),
+        )),
+    }
+}
+
+fn reply<T>(value: T, answer: &Answer) -> Reply<T> {
+    Reply {
+        value,
+        http_status: Some(answer.status),
+    }
+}
+
+impl ScimConnector {
+    pub fn new(http: reqwest::Client, settings: ScimSettings, auth: Arc<dyn AuthProvider>) -> Self {
+        let base_url = settings.base_url.trim().trim_end_matches('/').to_owned();
+        Self {
+            http,
+            base_url,
+            timeout: settings.timeout,
+            auth,
+        }
+    }
+
+    fn users_url(&self) -> String {
+        format!("{}/Users", self.base_url)
+    }
+
+    fn user_url(&self, id: &str) -> String {
+        format!("{}/Users/{}", self.base_url, urlencoding::encode(id))
+    }
+
+    /// One exchange with the target; after a 401 the credentials are refreshed and the request
+    /// sent once more.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ConnectorError> {
+        let payload = body.map(Value::to_string);
+        let mut refreshed = false;
+        loop {
+            let authorization = self.auth.authorization().await?;
+            let mut header_value = HeaderValue::from_str(authorization.expose()).map_err(|_| {
+                ConnectorError::Credentials(
+                    "the credentials do not form a valid Authorization header".into(),
+                )
+            })?;
+            header_value.set_sensitive(true);
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .timeout(self.timeout)
+                .header(AUTHORIZATION, header_value)
+                .header(ACCEPT, ACCEPTED_MEDIA_TYPES);
+            if let Some(payload) = &payload {
+                request = request
+                    .header(CONTENT_TYPE, SCIM_MEDIA_TYPE)
+                    .body(payload.clone());
+            }
+            let started = Instant::now();
+            let response = request.send().await.map_err(transport_error)?;
+            let answer = read_answer(response, &authorization).await?;
+            tracing::debug!(
+                method = %method,
+                path = answer.url.path(),
+                status = answer.status,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "SCIM exchange"
+            );
+            if answer.status == 401 && !refreshed {
+                tracing::info!(
+                    path = answer.url.path(),
+                    "the target refused the credentials; refreshing them once"
+                );
+                refreshed = true;
+                self.auth.refresh().await?;
+                continue;
+            }
+            return Ok(answer);
+        }
+    }
+
+    async fn put_user(&self, id: &str, resource: &Value) -> Result<Reply<()>, ConnectorError> {
+        let Value::Object(fields) = resource else {
+            return Err(ConnectorError::Config(
+                "the resource to send is not a JSON object".into(),
+            ));
+        };
+        let mut fields = fields.clone();
+        fields.insert("id".into(), Value::String(id.to_owned()));
+        // `meta` is read-only; strict servers refuse a PUT that tries to set it.
+        fields.remove("meta");
+        let answer = self
+            .send(
+                Method::PUT,
+                &self.user_url(id),
+                Some(&Value::Object(fields)),
+            )
+            .await?;
+        match answer.status {
+            404 => Err(ConnectorError::NotFound { id: id.to_owned() }),
+            _ if answer.is_success() => Ok(reply((), &answer)),
+            _ => Err(answer.failure()),
+        }
+    }
+
+    /// For targets without PATCH: read the account and PUT it back with the new flag.
+    async fn set_active_by_put(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError> {
+        let current = self.get(id).await?;
+        let Some(account) = current.value else {
+            return Err(ConnectorError::NotFound { id: id.to_owned() });
+        };
+        let mut resource = account.resource;
+        if let Value::Object(fields) = &mut resource {
+            fields.insert("active".into(), Value::Bool(active));
+        }
+        self.put_user(id, &resource).await
+    }
+}
+
+#[async_trait]
+impl Connector for ScimConnector {
+    async fn find(
+        &self,
+        keys: &[MatchKey],
+    ) -> Result<Reply<Option<TargetAccount>>, ConnectorError> {
+        let mut paths = Vec::with_capacity(keys.len());
+        for key in keys {
+            let path = TargetPath::parse(&key.attribute).map_err(|e| {
+                ConnectorError::Config(format!("match key {:?}: {e}", key.attribute))
+            })?;
+            paths.push((path, key));
+        }
+        let Some((first_path, first_key)) = paths.first() else {
+            return Err(ConnectorError::Config(
+                "finding an account needs at least one match key".into(),
+            ));
+        };
+        let filter = first_path.filter_for(&first_key.value);
+        let url = format!(
+            "{}?filter={}",
+            self.users_url(),
+            urlencoding::encode(&filter)
+        );
+        let answer = self.send(Method::GET, &url, None).await?;
+        if answer.status == 404 {
+            return Ok(reply(None, &answer));
+        }
+        if !answer.is_success() {
+            return Err(answer.failure());
+        }
+        let mut matches: Vec<TargetAccount> = Vec::new();
+        for resource in list_resources(answer.json()?)? {
+            if !paths.iter().all(|(path, key)| holds(&resource, path, key)) {
+                continue;
+            }
+            let account = account_from(resource)?;
+            if !matches.iter().any(|m| m.id == account.id) {
+                matches.push(account);
+            }
+        }
+        if matches.len() > 1 {
+            let described: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{} = {:?}", k.attribute, k.value))
+                .collect();
+            let ids: Vec<&str> = matches.iter().map(|m| m.id.as_str()).collect();
+            return Err(ConnectorError::Rejected {
+                status: answer.status,
+                scim_type: Some("ambiguous".into()),
+                detail: format!(
+                    "{} accounts match {} (ids {}); userprov will not pick one: resolve it in the target",
+                    matches.len(),
+                    described.join(" and "),
+                    ids.join(", ")
+                ),
+                body: answer.body_excerpt(),
+            });
+        }
+        Ok(reply(matches.pop(), &answer))
+    }
+
+    async fn get(&self, id: &str) -> Result<Reply<Option<TargetAccount>>, ConnectorError> {
+        let answer = self.send(Method::GET, &self.user_url(id), None).await?;
+        if answer.status == 404 {
+            return Ok(reply(None, &answer));
+        }
+        if !answer.is_success() {
+            return Err(answer.failure());
+        }
+        let account = account_from(answer.json()?)?;
+        if account.id != id {
+            return Err(ConnectorError::BadResponse(format!(
+                "asked for account {id:?}, the target answered with account {:?}",
+                account.id
+            )));
+        }
+        Ok(reply(Some(account), &answer))
+    }
+
+    async fn create(&self, resource: &Value) -> Result<Reply<TargetAccount>, ConnectorError> {
+        if !resource.is_object() {
+            return Err(ConnectorError::Config(
+                "the resource to send is not a JSON object".into(),
+            ));
+        }
+        let answer = self
+            .send(Method::POST, &self.users_url(), Some(resource))
+            .await?;
+        if !answer.is_success() {
+            return Err(answer.failure());
+        }
+        let account = account_from(answer.json()?)?;
+        Ok(reply(account, &answer))
+    }
+
+    async fn update(&self, id: &str, resource: &Value) -> Result<Reply<()>, ConnectorError> {
+        self.put_user(id, resource).await
+    }
+
+    async fn set_active(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError> {
+        let patch = json!({
+            "schemas": [PATCH_OP_SCHEMA],
+            "Operations": [{"op": "replace", "value": {"active": active}}]
+        });
+        let answer = self
+            .send(Method::PATCH, &self.user_url(id), Some(&patch))
+            .await?;
+        match answer.status {
+            404 => Err(ConnectorError::NotFound { id: id.to_owned() }),
+            405 | 501 => {
+                tracing::info!(
+                    status = answer.status,
+                    "the target does not support PATCH; sending the full resource"
+                );
+                self.set_active_by_put(id, active).await
+            }
+            _ if answer.is_success() => Ok(reply((), &answer)),
+            _ => Err(answer.failure()),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<Reply<()>, ConnectorError> {
+        let answer = self.send(Method::DELETE, &self.user_url(id), None).await?;
+        match answer.status {
+            404 => Err(ConnectorError::NotFound { id: id.to_owned() }),
+            _ if answer.is_success() => Ok(reply((), &answer)),
+            _ => Err(answer.failure()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn answer(status: u16, content_type: &str, body: &str) -> Answer {
+        Answer {
+            status,
+            url: Url::parse("https://scim.example.com/v2/Users").unwrap(),
+            location: None,
+            content_type: Some(content_type.into()),
+            retry_after: None,
+            body: body.into(),
+            sent_authorization: SecretValue::new("Bearer tok-123"),
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = datetime!(2026-11-28 13:00:00 UTC);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 13:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 12:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn scim_error_bodies_are_read_whether_status_is_a_string_or_a_number() {
+        let as_string = ScimErrorBody::parse(
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"400","scimType":"invalidValue","detail":"bad"}"#,
+        );
+        assert_eq!(
+            as_string,
+            ScimErrorBody {
+                status: Some(400),
+                scim_type: Some("invalidValue".into()),
+                detail: Some("bad".into())
+            }
+        );
+        let as_number = ScimErrorBody::parse(r#"{"status":409,"detail":"taken"}"#);
+        assert_eq!(
+            as_number,
+            ScimErrorBody {
+                status: Some(409),
+                scim_type: None,
+                detail: Some("taken".into())
+            }
+        );
+        assert_eq!(
+            ScimErrorBody::parse("<html>oops</html>"),
+            ScimErrorBody::default()
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_classified_errors() {
+        let error = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"400","scimType":"invalidValue","detail":"userName is required"}"#;
+        match answer(400, SCIM_MEDIA_TYPE, error).failure() {
+            ConnectorError::Rejected {
+                status,
+                scim_type,
+                detail,
+                body,
+            } => {
+                assert_eq!(
+                    (status, scim_type.as_deref(), detail.as_str()),
+                    (400, Some("invalidValue"), "userName is required")
+                );
+                assert_eq!(body, error);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(answer(409, SCIM_MEDIA_TYPE, r#"{"detail":"taken"}"#).failure(), ConnectorError::Conflict { detail } if detail == "taken")
+        );
+        assert_eq!(
+            answer(401, SCIM_MEDIA_TYPE, "").failure(),
+            ConnectorError::Unauthorized
+        );
+        assert!(matches!(
+            answer(408, "text/plain", "slow").failure(),
+            ConnectorError::Rejected { status: 408, .. }
+        ));
+        let mut throttled = answer(429, "text/plain", "");
+        throttled.retry_after = Some(Duration::from_secs(7));
+        assert_eq!(
+            throttled.failure(),
+            ConnectorError::Throttled {
+                status: 429,
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        match answer(
+            503,
+            "text/html",
+            "<html><body>Service Unavailable</body></html>",
+        )
+        .failure()
+        {
+            ConnectorError::ServerError {
+                status: 503,
+                detail,
+                retry_after: None,
+            } => assert_eq!(detail, "(an HTML page)"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rejected_body_is_cut_to_two_kibibytes() {
+        let long = format!(r#"{{"detail":"x","padding":"{}"}}"#, "y".repeat(10_000));
+        let ConnectorError::Rejected { body, .. } = answer(422, SCIM_MEDIA_TYPE, &long).failure()
+        else {
+            panic!("not Rejected")
+        };
+        assert!(body.len() < RESPONSE_EXCERPT_BYTES + 100, "{}", body.len());
+        assert!(
+            body.ends_with(&format!("({} bytes in all)", long.len())),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_redirect_names_the_host_it_points_to() {
+        let mut moved = answer(302, "text/plain", "");
+        moved.location = Some("https://login.elsewhere.example/authorize".into());
+        let ConnectorError::BadResponse(message) = moved.failure() else {
+            panic!("not BadResponse")
+        };
+        assert!(message.contains("login.elsewhere.example"), "{message}");
+    }
+
+    #[test]
+    fn html_non_json_and_empty_answers_are_bad_responses() {
+        for body in ["<html>login</html>", "not json", "   "] {
+            let error = answer(200, SCIM_MEDIA_TYPE, body).json().unwrap_err();
+            assert!(
+                matches!(error, ConnectorError::BadResponse(_)),
+                "{body}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_echoed_by_a_target_are_scrubbed() {
+        let echoed =
+            r#"{"status":"400","detail":"you sent Authorization: Bearer tok-123 (tok-123)"}"#;
+        let ConnectorError::Rejected { detail, body, .. } =
+            answer(400, SCIM_MEDIA_TYPE, echoed).failure()
+        else {
+            panic!("not Rejected")
+        };
+        assert_eq!(detail, "you sent Authorization: <redacted> (<redacted>)");
+        assert!(
+            !body.contains("tok-123") && body.contains("<redacted>"),
+            "{body}"
+        );
+        let not_json = answer(200, SCIM_MEDIA_TYPE, "token tok-123 expired")
+            .json()
+            .unwrap_err();
+        assert!(!not_json.to_string().contains("tok-123"), "{not_json}");
+        let short = scrub("a tiny token t", &SecretValue::new("Bearer t"));
+        assert_eq!(
+            short, "a tiny token t",
+            "a one-letter credential is not a secret worth blotting out"
+        );
+    }
+
+    #[test]
+    fn user_name_and_emails_match_without_regard_to_case_other_attributes_exactly() {
+        let resource = json!({
+            "id": "1",
+            "userName": "Marta.Fernandes@Acme.example",
+            "externalId": "0058a00000LmN2pAAF",
+            "emails": [{"type": "home", "value": "m@home.example"}, {"type": "work", "value": "MARTA@acme.example"}]
+        });
+        let check = |attribute: &str, value: &str| {
+            let key = MatchKey {
+                attribute: attribute.into(),
+                value: value.into(),
+            };
+            holds(&resource, &TargetPath::parse(attribute).unwrap(), &key)
+        };
+        assert!(check("userName", "marta.fernandes@acme.example"));
+        assert!(check(
+            r#"emails[type eq "work"].value"#,
+            "marta@acme.example"
+        ));
+        assert!(!check(r#"emails[type eq "work"].value"#, "m@home.example"));
+        assert!(check("externalId", "0058a00000LmN2pAAF"));
+        assert!(!check("externalId", "0058A00000LMN2PAAF"));
+        assert!(!check("displayName", "anything"));
+    }
+
+    #[test]
+    fn a_list_without_resources_is_empty_only_when_it_says_so() {
+        assert_eq!(
+            list_resources(json!({"totalResults": 0})).unwrap(),
+            Vec::<Value>::new()
+        );
+        assert_eq!(
+            list_resources(json!({"resources": [{"id": "a"}]})).unwrap(),
+            vec![json!({"id": "a"})]
+        );
+        assert!(list_resources(json!({"id": "a", "userName": "x"})).is_err());
+        assert!(list_resources(json!([])).is_err());
+    }
+
+    #[test]
+    fn an_account_needs_an_id_and_reads_active() {
+        let account = account_from(json!({"id": "u1", "active": "False"})).unwrap();
+        assert_eq!((account.id.as_str(), account.active), ("u1", Some(false)));
+        assert!(matches!(
+            account_from(json!({"userName": "x"})),
+            Err(ConnectorError::BadResponse(_))
+        ));
+    }
+}

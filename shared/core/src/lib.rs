@@ -10,4 +10,5 @@ pub mod link;
 pub mod log;
 pub mod mapping;
 pub mod ports;
+pub mod salesforce;
 pub mod source;

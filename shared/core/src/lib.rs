@@ -14,5 +14,6 @@ pub mod log;
 pub mod mapping;
 pub mod plan;
 pub mod ports;
+pub mod salesforce;
 pub mod source;
 pub mod worker;

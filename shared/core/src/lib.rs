@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod connector;
+pub mod embedded;
 pub mod error;
 pub mod ids;
 pub mod job;

@@ -1,0 +1,206 @@
+//! The embedded database: one `redb` file that the queue and the stores share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::ports::{QueueError, StoreError};
+
+/// The file inside the data directory.
+pub const DATABASE_FILE_NAME: &str = "userprov.redb";
+
+/// A handle on the embedded database. Cheap to clone; every clone uses the same file.
+#[derive(Clone)]
+pub struct EmbeddedDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    database: Database,
+    path: PathBuf,
+    /// Wakes queue receivers waiting for a message: shared by every queue over this database.
+    queue_changed: Notify,
+}
+
+impl std::fmt::Debug for EmbeddedDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedDb")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl EmbeddedDb {
+    /// Opens (creating if needed) `data_dir/userprov.redb`. Only one process may hold it.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join(DATABASE_FILE_NAME);
+        let database = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                "the database {} is in use by another userprov process; stop it or choose another data directory",
+                path.display()
+            )),
+            other => StoreError::Unavailable(format!(
+                "cannot open the database {}: {other}",
+                path.display()
+            )),
+        })?;
+        create_tables(&database).map_err(StoreError::from)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                database,
+                path,
+                queue_changed: Notify::new(),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub(super) fn queue_changed(&self) -> &Notify {
+        &self.inner.queue_changed
+    }
+
+    /// Runs `work` on the blocking thread pool: redb transactions block on disk I/O.
+    pub(super) async fn run<T, F>(&self, work: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, Failure> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner.database))
+            .await
+            .map_err(|e| Failure::Database(format!("the database task stopped: {e}")))?
+    }
+}
+
+/// Every table exists from the start, so read transactions can open any of them.
+fn create_tables(database: &Database) -> Result<(), Failure> {
+    let txn = database.begin_write()?;
+    super::queue::create_tables(&txn)?;
+    super::store::create_tables(&txn)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Why an embedded operation failed, before it is expressed in the error type of the port
+/// that was called.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The database itself failed: I/O, a transaction that could not start or commit.
+    Database(String),
+    /// A stored record does not decode.
+    Corrupt(String),
+    /// The caller asked for something that cannot be done.
+    BadRequest(String),
+    /// A conditional write found another version.
+    Conflict { expected: Option<u64> },
+}
+
+impl Failure {
+    pub(super) fn corrupt(what: &str, error: impl std::fmt::Display) -> Self {
+        Self::Corrupt(format!("{what}: {error}"))
+    }
+}
+
+macro_rules! database_failure_from {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for Failure {
+            fn from(error: $error) -> Self {
+                Self::Database(format!("the embedded database failed: {error}"))
+            }
+        }
+    )*};
+}
+
+database_failure_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+);
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Database(message) => Self::Unavailable(message),
+            Failure::Corrupt(message) => Self::Corrupt(message),
+            Failure::BadRequest(message) => Self::BadRequest(message),
+            Failure::Conflict { expected } => Self::Conflict { expected },
+        }
+    }
+}
+
+impl From<Failure> for QueueError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            // The queue's own records: if one does not decode, the queue cannot work.
+            Failure::Database(message) | Failure::Corrupt(message) => Self::Unavailable(message),
+            Failure::BadRequest(message) => Self::Rejected(message),
+            Failure::Conflict { expected } => Self::Unavailable(format!(
+                "a queue record changed concurrently (version {expected:?})"
+            )),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: how the embedded adapters store instants.
+pub(super) fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(super) fn from_unix_ms(ms: i64) -> Result<OffsetDateTime, Failure> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| Failure::corrupt("a stored time is out of range", e))
+}
+
+pub(super) fn duration_ms(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn opening_creates_the_directory_and_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("nested/data");
+        let db = EmbeddedDb::open(&data_dir).unwrap();
+        assert_eq!(db.path(), data_dir.join(DATABASE_FILE_NAME));
+        assert!(db.path().is_file());
+    }
+
+    #[test]
+    fn a_database_held_by_someone_else_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = EmbeddedDb::open(dir.path()).unwrap();
+        let error = EmbeddedDb::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Unavailable(m) if m.contains("in use by another userprov process")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_database_can_be_reopened_once_released() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedDb::open(dir.path()).unwrap());
+        EmbeddedDb::open(dir.path()).unwrap();
+    }
+}

@@ -3,11 +3,8 @@
 
 pub mod config;
 pub mod connector;
-<<<<<<< HEAD
 pub mod credentials;
-=======
 pub mod embedded;
->>>>>>> helper-embedded
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -19,7 +19,30 @@ const MARTA: &str = "marta.fernandes@acme.example";
 const JAMES: &str = "james.okafor@acme.example";
 const JAMES_ID: &str = "0058a00000LmN3qAAF";
 
-async fn stack_for(scim: &Scim2Server) -> TestStack {
+/// A tenant of its own on the scim2-server the tests share.
+struct Target {
+    server: std::sync::Arc<Scim2Server>,
+    tenant: &'static str,
+    token: String,
+}
+
+impl Target {
+    fn new(tenant: &'static str) -> Self {
+        let server = Scim2Server::shared();
+        let token = server.token.clone();
+        Self {
+            server,
+            tenant,
+            token,
+        }
+    }
+
+    fn base_url(&self) -> String {
+        self.server.tenant_url(self.tenant)
+    }
+}
+
+async fn stack_for(scim: &Target) -> TestStack {
     TestStack::start(
         &config_for(&scim.base_url(), "", ""),
         &[("userprov/scim", &scim.token)],

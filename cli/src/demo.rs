@@ -114,8 +114,9 @@ async fn send_and_report(stack: &RunningStack) -> Result<(), DemoError> {
         }
     }
     println!(
-        "\nQuery it yourself while `userprov serve` runs: curl '{}?user=james.okafor@acme.example'",
-        stack.log_api_url()
+        "\nNext: `userprov serve --mock-target` keeps this running; post a message with\n  \
+         curl -H 'content-type: text/xml' --data-binary @infra/events/outbound/01-joiners.xml <Outbound Message URL>\n\
+         and query the log with curl 'http://127.0.0.1:8787/logs?user=james.okafor@acme.example'"
     );
     let failures = entries
         .iter()

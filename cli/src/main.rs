@@ -180,8 +180,31 @@ async fn serve(options: StackOptions) -> ExitCode {
     println!(
         "Keep the Outbound Message URL secret: its last part is the webhook token. Stop with Ctrl-C."
     );
-    let _ = tokio::signal::ctrl_c().await;
+    wait_for_stop_signal().await;
     eprintln!("stopping: waiting for jobs in progress");
     stack.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or SIGTERM from a service manager.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

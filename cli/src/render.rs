@@ -2,8 +2,11 @@
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
-use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 use userprov_core::log::LogEntry;
+
+const TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// The provisioning log as a table, in the order given.
 pub fn log_table(entries: &[LogEntry]) -> Table {
@@ -29,7 +32,7 @@ pub fn log_table(entries: &[LogEntry]) -> Table {
             (None, None) => String::new(),
         };
         table.add_row(vec![
-            entry.time.format(&Rfc3339).unwrap_or_default(),
+            entry.time.format(TIME_FORMAT).unwrap_or_default(),
             entry.app.clone(),
             entry
                 .username

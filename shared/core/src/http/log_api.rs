@@ -48,33 +48,63 @@ struct LogParams {
     cursor: Option<String>,
 }
 
-fn bad_request(code: &str, message: &str) -> Response {
-    json_error(StatusCode::BAD_REQUEST, code, message)
+/// Why a log API request failed; turned into a JSON answer at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum LogApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
-fn store_error(error: &StoreError) -> Response {
-    match error.class() {
-        ErrorClass::BadInput => bad_request("bad_request", &error.to_string()),
-        ErrorClass::Transient => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            &error.to_string(),
-        ),
-        _ => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store_error",
-            "the store failed; see the service log",
-        ),
+fn bad_request(code: &'static str, message: impl Into<String>) -> LogApiError {
+    LogApiError::BadRequest {
+        code,
+        message: message.into(),
     }
 }
 
-fn parse_time(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, Response> {
+impl IntoResponse for LogApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::BadRequest { code, message } => {
+                json_error(StatusCode::BAD_REQUEST, code, message)
+            }
+            Self::NotFound(message) => json_error(StatusCode::NOT_FOUND, "not_found", message),
+            Self::Store(error) => match error.class() {
+                ErrorClass::BadInput => {
+                    json_error(StatusCode::BAD_REQUEST, "bad_request", &error.to_string())
+                }
+                ErrorClass::Transient => {
+                    tracing::warn!(%error, "the log store is unavailable");
+                    json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        "the store is unavailable; try again",
+                    )
+                }
+                _ => {
+                    tracing::error!(%error, "the log store failed");
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "store_error",
+                        "the store failed; see the service log",
+                    )
+                }
+            },
+        }
+    }
+}
+
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, LogApiError> {
     value
         .map(|raw| {
             OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
                 bad_request(
                     "bad_time",
-                    &format!("{name} must be an RFC 3339 time such as 2025-03-14T16:02:11Z"),
+                    format!("{name} must be an RFC 3339 time such as 2025-03-14T16:02:11Z"),
                 )
             })
         })
@@ -82,7 +112,7 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>,
 }
 
 impl LogParams {
-    fn into_query(self) -> Result<LogQuery, Response> {
+    fn into_query(self) -> Result<LogQuery, LogApiError> {
         let status = self
             .status
             .as_deref()
@@ -111,11 +141,11 @@ impl LogParams {
         if limit > MAX_PAGE_SIZE {
             return Err(bad_request(
                 "bad_limit",
-                &format!("limit is at most {MAX_PAGE_SIZE}"),
+                format!("limit is at most {MAX_PAGE_SIZE}"),
             ));
         }
         if let Some(cursor) = &self.cursor {
-            LogCursor::decode(cursor).map_err(|e| bad_request("bad_cursor", &e.to_string()))?;
+            LogCursor::decode(cursor).map_err(|e| bad_request("bad_cursor", e.to_string()))?;
         }
         Ok(LogQuery {
             user: self.user,
@@ -131,41 +161,32 @@ impl LogParams {
     }
 }
 
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
 async fn list_logs(
     State(state): State<LogApiState>,
-    params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let params = match params {
-        Ok(Query(p)) => p,
-        Err(rejection) => return bad_request("bad_query", &rejection.body_text()),
-    };
-    let query = match params.into_query() {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    match state.log.query(&query).await {
-        Ok(page) => Json(page).into_response(),
-        Err(error) => store_error(&error),
-    }
+    params: QueryResult<LogParams>,
+) -> Result<Response, LogApiError> {
+    let Query(params) =
+        params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
+    let query = params.into_query()?;
+    Ok(Json(state.log.query(&query).await?).into_response())
 }
 
-async fn get_log(State(state): State<LogApiState>, Path(id): Path<String>) -> Response {
+async fn get_log(
+    State(state): State<LogApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, LogApiError> {
+    const NOT_FOUND: &str = "no log entry has that id";
     if ulid::Ulid::from_string(&id).is_err() {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no log entry has that id",
-        );
+        return Err(LogApiError::NotFound(NOT_FOUND));
     }
-    match state.log.get_entry(&id).await {
-        Ok(Some(entry)) => Json(entry).into_response(),
-        Ok(None) => json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no log entry has that id",
-        ),
-        Err(error) => store_error(&error),
-    }
+    let entry = state
+        .log
+        .get_entry(&id)
+        .await?
+        .ok_or(LogApiError::NotFound(NOT_FOUND))?;
+    Ok(Json(entry).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,46 +199,38 @@ struct AccountParams {
 
 async fn list_accounts(
     State(state): State<LogApiState>,
-    params: Result<Query<AccountParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let params = match params {
-        Ok(Query(p)) => p,
-        Err(rejection) => return bad_request("bad_query", &rejection.body_text()),
-    };
+    params: QueryResult<AccountParams>,
+) -> Result<Response, LogApiError> {
+    let Query(params) =
+        params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
     let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE_SIZE);
     let after = params.after.as_deref().and_then(|a| a.split_once('.'));
-    match state
+    let links = state
         .links
         .list_links(params.app.as_deref(), after, limit)
-        .await
-    {
-        Ok(links) => {
-            let next = (links.len() == limit)
-                .then(|| links.last().map(|l| format!("{}.{}", l.app, l.user_id)))
-                .flatten();
-            Json(json!({"accounts": links, "next_after": next})).into_response()
-        }
-        Err(error) => store_error(&error),
-    }
+        .await?;
+    let next = (links.len() == limit)
+        .then(|| links.last().map(|l| format!("{}.{}", l.app, l.user_id)))
+        .flatten();
+    Ok(Json(json!({"accounts": links, "next_after": next})).into_response())
 }
 
 async fn get_account(
     State(state): State<LogApiState>,
     Path((app, user_id)): Path<(String, String)>,
-) -> Response {
-    let Ok(user_id) = SalesforceId::parse(&user_id) else {
-        return bad_request(
+) -> Result<Response, LogApiError> {
+    let user_id = SalesforceId::parse(&user_id).map_err(|_| {
+        bad_request(
             "bad_user_id",
             "the user id must be a 15- or 18-character Salesforce id",
-        );
-    };
-    match state.links.get_link(&app, &user_id).await {
-        Ok(Some(link)) => Json(link).into_response(),
-        Ok(None) => json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        )
+    })?;
+    let link = state
+        .links
+        .get_link(&app, &user_id)
+        .await?
+        .ok_or(LogApiError::NotFound(
             "userprov has no account link for that user in that app",
-        ),
-        Err(error) => store_error(&error),
-    }
+        ))?;
+    Ok(Json(link).into_response())
 }

@@ -77,17 +77,29 @@ impl FunctionEnv {
         })
     }
 
-    pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, StartupError> {
+    pub fn require<'a>(
+        value: &'a Option<String>,
+        name: &'static str,
+    ) -> Result<&'a str, StartupError> {
         value.as_deref().ok_or(StartupError::Missing(name))
     }
 }
 
 fn invalid(name: &'static str, reason: &str) -> StartupError {
-    StartupError::Invalid { name, reason: reason.to_owned() }
+    StartupError::Invalid {
+        name,
+        reason: reason.to_owned(),
+    }
 }
 
 fn parse_number(env: Lookup<'_>, name: &'static str) -> Result<Option<u64>, StartupError> {
-    env(name).map(|raw| raw.trim().parse::<u64>().map_err(|_| invalid(name, "expected a whole number"))).transpose()
+    env(name)
+        .map(|raw| {
+            raw.trim()
+                .parse::<u64>()
+                .map_err(|_| invalid(name, "expected a whole number"))
+        })
+        .transpose()
 }
 
 fn load_config(env: Lookup<'_>) -> Result<Config, StartupError> {
@@ -130,7 +142,10 @@ mod tests {
     "#;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -150,7 +165,10 @@ mod tests {
 
     #[test]
     fn a_bad_number_names_the_variable() {
-        let vars = env(&[("USERPROV_CONFIG", CONFIG), ("USERPROV_MAX_RECEIVES", "five")]);
+        let vars = env(&[
+            ("USERPROV_CONFIG", CONFIG),
+            ("USERPROV_MAX_RECEIVES", "five"),
+        ]);
         let error = FunctionEnv::from_lookup(&|name| vars.get(name).cloned()).unwrap_err();
         assert!(error.to_string().contains("USERPROV_MAX_RECEIVES"));
     }

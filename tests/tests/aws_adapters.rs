@@ -26,14 +26,11 @@ use userprov_core::ports::{
     SecretError, SecretStore, SecretValue, StoreError,
 };
 use userprov_core::source::{EventSource, SourceEvent, SourceUser};
+use userprov_tests::aws_fixtures::{fifo_queue_pair, unique};
 use userprov_tests::peers::moto::Moto;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
 
 async fn sqs() -> userprov_aws::aws_sdk_sqs::Client {
     userprov_aws::aws_sdk_sqs::Client::new(&Moto::shared().sdk_config().await)
@@ -45,55 +42,6 @@ async fn dynamodb() -> userprov_aws::aws_sdk_dynamodb::Client {
 
 async fn secretsmanager() -> userprov_aws::aws_sdk_secretsmanager::Client {
     userprov_aws::aws_sdk_secretsmanager::Client::new(&Moto::shared().sdk_config().await)
-}
-
-/// A FIFO job queue with a FIFO dead-letter queue behind a redrive policy, as the template makes
-/// them. `max_message_bytes` lowers the queue's message size limit.
-async fn fifo_queue_pair(
-    client: &userprov_aws::aws_sdk_sqs::Client,
-    max_message_bytes: Option<u32>,
-) -> SqsQueue {
-    let name = unique("jobs");
-    let dlq_url = client
-        .create_queue()
-        .queue_name(format!("{name}-dlq.fifo"))
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let dlq_arn = client
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    let mut request = client
-        .create_queue()
-        .queue_name(format!("{name}.fifo"))
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::VisibilityTimeout, "30")
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}).to_string(),
-        );
-    if let Some(bytes) = max_message_bytes {
-        request = request.attributes(QueueAttributeName::MaximumMessageSize, bytes.to_string());
-    }
-    let queue_url = request
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    SqsQueue::new(client.clone(), queue_url, Some(dlq_url))
 }
 
 /// (visible, in flight) message counts of a queue.
@@ -458,14 +406,14 @@ fn link(app: &str, user: usize, version: u64) -> AccountLink {
         app: app.to_owned(),
         user_id: user_id(user),
         username: Some(format!("user{user}@acme.example")),
-        target_id: format!("target-{app}-{user}"),
+        target_id: Some(format!("target-{app}-{user}")),
         active: true,
         last_source_time: Some(time::macros::datetime!(2025-03-01 10:00 UTC)),
         last_event_id: Some(format!("evt-{version}")),
         last_payload_hash: Some("ab12".into()),
         last_groups: vec!["sales-managers".into()],
         snapshot: None,
-        managed_by: ManagedBy::Created,
+        managed_by: Some(ManagedBy::Created),
         version,
         updated_at: time::macros::datetime!(2025-03-01 10:00:05 UTC),
     }

@@ -462,3 +462,38 @@ async fn bad_requests_are_refused_and_enqueue_nothing() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_joiner_event_delivered_after_the_leaver_event_creates_no_account() {
+    let scim = Target::new("late-joiner");
+    let stack = stack_for(&scim).await;
+
+    post_ok(&stack, LEAVER).await; // James left on 2025-03-18
+    post_ok(&stack, JOINERS).await; // his joiner event of 2025-03-14 arrives late
+
+    let james = scim_users(&scim.base_url(), &scim.token, Some(JAMES)).await;
+    assert!(
+        james.is_empty(),
+        "no account for a user who has left: {james:?}"
+    );
+    one_user(&scim, MARTA).await;
+    let entries = stack.log_entries(&format!("user={JAMES_ID}")).await;
+    assert_eq!(
+        operations(&entries),
+        vec![pair("noop", "skipped"), pair("skip", "skipped")]
+    );
+    assert!(
+        entries[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale event")
+    );
+    let (status, link) = stack.get_json(&format!("/accounts/scim/{JAMES_ID}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        link["target_id"],
+        Value::Null,
+        "the link only orders events"
+    );
+    stack.shutdown().await;
+}

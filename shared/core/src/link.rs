@@ -23,9 +23,11 @@ pub struct AccountLink {
     pub user_id: SalesforceId,
     #[serde(default)]
     pub username: Option<String>,
-    /// The account's id in the target.
-    pub target_id: String,
-    /// Whether userprov last left the account active.
+    /// The account's id in the target; `None` when userprov has seen the user but there is no
+    /// account (an inactive user who never had one). The link still orders later events.
+    #[serde(default)]
+    pub target_id: Option<String>,
+    /// Whether userprov last left the account active (false when there is no account).
     pub active: bool,
     /// The source timestamp of the last event applied; older events are stale.
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -41,9 +43,18 @@ pub struct AccountLink {
     /// The last source snapshot applied, merged with partial (CDC) events.
     #[serde(default)]
     pub snapshot: Option<SourceUser>,
-    pub managed_by: ManagedBy,
+    /// How the account came under management; `None` when there is no account.
+    #[serde(default)]
+    pub managed_by: Option<ManagedBy>,
     /// Incremented on every write; writes are conditional on the version read.
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl AccountLink {
+    /// The linked account's id, when there is an account.
+    pub fn account(&self) -> Option<&str> {
+        self.target_id.as_deref()
+    }
 }

@@ -87,9 +87,11 @@ pub fn plan(
         ));
     }
     let active = user.is_active().ok_or(PlanError::MissingIsActive)?;
-    let plan = match (link, active) {
+    // A link without an account only orders events; for planning it is no account.
+    let account = link.filter(|l| l.account().is_some());
+    let plan = match (account, active) {
         (None, true) => Plan::CreateOrAdopt,
-        (None, false) => Plan::Skip("the user is inactive and has no account in this app".into()),
+        (None, false) => Plan::Noop("the user is inactive and has no account in this app".into()),
         (Some(link), true) if link.active => Plan::Update,
         (Some(_), true) => Plan::Reactivate,
         (Some(link), false) if link.active => Plan::Deactivate,
@@ -154,14 +156,14 @@ mod tests {
             app: "slack".into(),
             user_id: SalesforceId::parse("0058a00000LmN2pAAF").unwrap(),
             username: None,
-            target_id: "t-1".into(),
+            target_id: Some("t-1".into()),
             active,
             last_source_time: Some(datetime!(2025-03-14 16:02:11 UTC)),
             last_event_id: None,
             last_payload_hash: None,
             last_groups: vec![],
             snapshot: None,
-            managed_by: ManagedBy::Created,
+            managed_by: Some(ManagedBy::Created),
             version: 1,
             updated_at: datetime!(2025-03-14 16:02:12 UTC),
         }
@@ -178,7 +180,7 @@ mod tests {
         );
         assert!(matches!(
             plan(&a, None, &user(false), None).unwrap(),
-            Plan::Skip(_)
+            Plan::Noop(_)
         ));
         assert_eq!(
             plan(&a, Some(&link(true)), &user(true), None).unwrap(),

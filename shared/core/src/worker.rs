@@ -365,6 +365,11 @@ impl Worker {
         plan: Plan,
     ) -> Result<Applied, Failure> {
         let operation = plan.operation();
+        let previous = link.as_ref();
+        let account = previous.and_then(|l| {
+            let managed_by = l.managed_by.unwrap_or(ManagedBy::Created);
+            l.target_id.clone().map(|id| (id, managed_by))
+        });
         let payload = match &plan {
             Plan::CreateOrAdopt | Plan::Update | Plan::Reactivate => {
                 let mut payload = app.mapping.apply(&job.user).map_err(|e| {
@@ -382,37 +387,28 @@ impl Worker {
             }
             Plan::Deactivate | Plan::Noop(_) | Plan::Skip(_) => None,
         };
-        match plan {
+        match &plan {
             Plan::Skip(reason) => {
-                return Ok(outcome(Operation::Skip, LogStatus::Skipped, Some(reason)));
+                return Ok(outcome(
+                    Operation::Skip,
+                    LogStatus::Skipped,
+                    Some(reason.clone()),
+                ));
             }
-            Plan::Noop(reason) => {
-                return Ok(outcome(Operation::Noop, LogStatus::Skipped, Some(reason)));
-            }
+            Plan::Noop(reason) => return self.record_noop(app, job, previous, reason).await,
             _ => {}
         }
-        if let (Plan::Update, Some(link), Some(payload)) = (&plan, &link, &payload)
+        if let (Plan::Update, Some(link), Some(payload)) = (&plan, previous, &payload)
             && link.last_payload_hash.as_deref() == Some(payload_hash(payload).as_str())
         {
-            // Nothing changed for this app; still record the event as applied so older
-            // deliveries stay stale.
-            let next = self.next_link(
-                job,
-                Some(link),
-                &link.target_id,
-                true,
-                link.managed_by,
-                link.last_payload_hash.clone(),
-            );
-            self.save_link(operation, &next, Some(link.version)).await?;
-            return Ok(Applied {
-                target_id: Some(link.target_id.clone()),
-                ..outcome(
-                    Operation::Noop,
-                    LogStatus::Skipped,
-                    Some("the account already has these attributes".into()),
+            return self
+                .record_noop(
+                    app,
+                    job,
+                    previous,
+                    "the account already has these attributes",
                 )
-            });
+                .await;
         }
         if app.dry_run {
             let request = payload
@@ -421,7 +417,7 @@ impl Worker {
                 .or_else(|| Some(serde_json::json!({"active": false})));
             return Ok(Applied {
                 request,
-                target_id: link.as_ref().map(|l| l.target_id.clone()),
+                target_id: account.map(|(id, _)| id),
                 ..outcome(
                     operation,
                     LogStatus::DryRun,
@@ -433,34 +429,27 @@ impl Worker {
             });
         }
 
-        let expected_version = link.as_ref().map(|l| l.version);
-        match (plan, payload) {
-            (Plan::CreateOrAdopt, Some(payload)) => {
-                self.create_or_adopt(app, connector, job, &payload).await
+        let expected_version = previous.map(|l| l.version);
+        match (plan, payload, account) {
+            (Plan::CreateOrAdopt, Some(payload), _) => {
+                self.create_or_adopt(app, connector, job, previous, &payload)
+                    .await
             }
-            (Plan::Update | Plan::Reactivate, Some(payload)) => {
-                let Some(link) = link else {
-                    return Err(Failure::new(
-                        operation,
-                        ErrorClass::Permanent,
-                        "no_link",
-                        "update without a link".into(),
-                    ));
-                };
-                match connector.update(&link.target_id, &payload).await {
+            (Plan::Update | Plan::Reactivate, Some(payload), Some((target_id, managed_by))) => {
+                match connector.update(&target_id, &payload).await {
                     Ok(reply) => {
                         let next = self.next_link(
                             job,
-                            Some(&link),
-                            &link.target_id,
+                            previous,
+                            Some(&target_id),
                             true,
-                            link.managed_by,
+                            Some(managed_by),
                             Some(payload_hash(&payload)),
                         );
                         self.save_link(operation, &next, expected_version).await?;
                         Ok(Applied {
                             http_status: reply.http_status,
-                            target_id: Some(link.target_id.clone()),
+                            target_id: Some(target_id),
                             request: Some(redact(&payload)),
                             ..outcome(operation, LogStatus::Success, None)
                         })
@@ -474,10 +463,10 @@ impl Worker {
                         })?;
                         let next = self.next_link(
                             job,
-                            Some(&link),
-                            &created.value.id,
+                            previous,
+                            Some(&created.value.id),
                             true,
-                            ManagedBy::Created,
+                            Some(ManagedBy::Created),
                             Some(payload_hash(&payload)),
                         );
                         self.save_link(Operation::Create, &next, expected_version)
@@ -498,22 +487,14 @@ impl Worker {
                     Err(error) => Err(Failure::from_connector(operation, &error, Some(&payload))),
                 }
             }
-            (Plan::Deactivate, _) => {
-                let Some(link) = link else {
-                    return Err(Failure::new(
-                        operation,
-                        ErrorClass::Permanent,
-                        "no_link",
-                        "deactivate without a link".into(),
-                    ));
-                };
+            (Plan::Deactivate, _, Some((target_id, managed_by))) => {
                 let (result, request) = match app.deactivate {
                     DeactivateMode::PatchActive => (
-                        connector.set_active(&link.target_id, false).await,
+                        connector.set_active(&target_id, false).await,
                         serde_json::json!({"active": false}),
                     ),
                     DeactivateMode::Delete => (
-                        connector.delete(&link.target_id).await,
+                        connector.delete(&target_id).await,
                         serde_json::json!({"delete": true}),
                     ),
                 };
@@ -529,27 +510,56 @@ impl Worker {
                 };
                 let next = self.next_link(
                     job,
-                    Some(&link),
-                    &link.target_id,
+                    previous,
+                    Some(&target_id),
                     false,
-                    link.managed_by,
+                    Some(managed_by),
                     None,
                 );
                 self.save_link(operation, &next, expected_version).await?;
                 Ok(Applied {
                     http_status,
-                    target_id: Some(link.target_id.clone()),
+                    target_id: Some(target_id),
                     request: Some(request),
                     ..outcome(operation, LogStatus::Success, reason)
                 })
             }
-            (_, _) => Err(Failure::new(
+            (plan, _, _) => Err(Failure::new(
                 operation,
                 ErrorClass::Permanent,
                 "internal",
-                "no payload for the operation".into(),
+                format!("cannot carry out {plan:?} without an account"),
             )),
         }
+    }
+
+    /// The target already has the user's current state. The change is still recorded as
+    /// applied, so an older event delivered later is recognised as stale; that matters most
+    /// for a leaver who never had an account, whose late "joiner" event must not create one.
+    async fn record_noop(
+        &self,
+        app: &AppConfig,
+        job: &Job,
+        previous: Option<&AccountLink>,
+        reason: &str,
+    ) -> Result<Applied, Failure> {
+        let target_id = previous.and_then(|l| l.target_id.clone());
+        if !app.dry_run {
+            let next = self.next_link(
+                job,
+                previous,
+                target_id.as_deref(),
+                previous.is_some_and(|l| l.active),
+                previous.and_then(|l| l.managed_by),
+                previous.and_then(|l| l.last_payload_hash.clone()),
+            );
+            self.save_link(Operation::Noop, &next, previous.map(|l| l.version))
+                .await?;
+        }
+        Ok(Applied {
+            target_id,
+            ..outcome(Operation::Noop, LogStatus::Skipped, Some(reason.to_owned()))
+        })
     }
 
     async fn create_or_adopt(
@@ -557,8 +567,10 @@ impl Worker {
         app: &AppConfig,
         connector: &dyn Connector,
         job: &Job,
+        previous: Option<&AccountLink>,
         payload: &Value,
     ) -> Result<Applied, Failure> {
+        let expected_version = previous.map(|l| l.version);
         let keys = match_keys(app, payload);
         let existing = if keys.is_empty() {
             None
@@ -575,13 +587,14 @@ impl Worker {
                 Ok(created) => {
                     let next = self.next_link(
                         job,
-                        None,
-                        &created.value.id,
+                        previous,
+                        Some(&created.value.id),
                         true,
-                        ManagedBy::Created,
+                        Some(ManagedBy::Created),
                         Some(payload_hash(payload)),
                     );
-                    self.save_link(Operation::Create, &next, None).await?;
+                    self.save_link(Operation::Create, &next, expected_version)
+                        .await?;
                     return Ok(Applied {
                         http_status: created.http_status,
                         target_id: Some(created.value.id),
@@ -628,13 +641,14 @@ impl Worker {
             .map_err(|e| Failure::from_connector(Operation::Adopt, &e, Some(payload)))?;
         let next = self.next_link(
             job,
-            None,
-            &account.id,
+            previous,
+            Some(&account.id),
             true,
-            ManagedBy::Adopted,
+            Some(ManagedBy::Adopted),
             Some(payload_hash(payload)),
         );
-        self.save_link(Operation::Adopt, &next, None).await?;
+        self.save_link(Operation::Adopt, &next, expected_version)
+            .await?;
         Ok(Applied {
             http_status: reply.http_status,
             target_id: Some(account.id),
@@ -651,9 +665,9 @@ impl Worker {
         &self,
         job: &Job,
         previous: Option<&AccountLink>,
-        target_id: &str,
+        target_id: Option<&str>,
         active: bool,
-        managed_by: ManagedBy,
+        managed_by: Option<ManagedBy>,
         payload_hash: Option<String>,
     ) -> AccountLink {
         let last_source_time = match (previous.and_then(|l| l.last_source_time), job.source_time) {
@@ -668,7 +682,7 @@ impl Worker {
                 .username()
                 .map(str::to_owned)
                 .or_else(|| previous.and_then(|l| l.username.clone())),
-            target_id: target_id.to_owned(),
+            target_id: target_id.map(str::to_owned),
             active,
             last_source_time,
             last_event_id: Some(job.event_id.clone()),

@@ -498,14 +498,14 @@ mod tests {
             app: app.to_owned(),
             user_id: user(user_id),
             username: Some("ada@example.com".to_owned()),
-            target_id: format!("target-{user_id}"),
+            target_id: Some(format!("target-{user_id}")),
             active: true,
             last_source_time: None,
             last_event_id: None,
             last_payload_hash: None,
             last_groups: Vec::new(),
             snapshot: None,
-            managed_by: ManagedBy::Created,
+            managed_by: Some(ManagedBy::Created),
             version,
             updated_at: datetime!(2025-03-01 09:00:00 UTC),
         }
@@ -563,7 +563,7 @@ mod tests {
             .await
             .unwrap();
         let mut stale = link("slack", "005000000000001", 2);
-        stale.target_id = "other".to_owned();
+        stale.target_id = Some("other".to_owned());
         let error = store.put_link(&stale, Some(1)).await.unwrap_err();
         assert!(
             matches!(error, StoreError::Conflict { expected: Some(1) }),
@@ -574,7 +574,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stored.target_id, "target-005000000000001");
+        assert_eq!(stored.target_id.as_deref(), Some("target-005000000000001"));
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The worker Lambda's handler on a real SQS FIFO batch (moto), with links and log in DynamoDB
 //! (moto), credentials in Secrets Manager (moto) and scim2-server as the target.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -231,7 +231,7 @@ fn compare(op: CompareOp, left: Val<'_>, right: Val<'_>) -> Result<bool, EvalErr
         CompareOp::Contains => {
             if let Val::List(items) = &left {
                 return Ok(match text(right, name, 2)? {
-                    Some(needle) => items.iter().any(|i| *i == needle),
+                    Some(needle) => items.contains(&needle),
                     None => false,
                 });
             }

@@ -6,6 +6,7 @@ pub mod connector;
 pub mod credentials;
 pub mod embedded;
 pub mod error;
+pub mod expr;
 pub mod http;
 pub mod ids;
 pub mod ingest;

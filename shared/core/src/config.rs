@@ -181,6 +181,9 @@ struct RawApp {
     match_on: Vec<String>,
     #[serde(default)]
     mapping: toml::Table,
+    /// Lookup tables for `lookup(value, "table")` in mapping expressions.
+    #[serde(default)]
+    tables: crate::expr::Tables,
 }
 
 fn default_connector() -> String {
@@ -330,7 +333,7 @@ impl Config {
                     "list at least one attribute (usually userName)",
                 ));
             }
-            let mapping = match Mapping::compile(&raw_app.mapping) {
+            let mapping = match Mapping::compile(&raw_app.mapping, &raw_app.tables) {
                 Ok(m) => m,
                 Err(errors) => {
                     for e in errors {

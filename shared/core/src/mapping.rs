@@ -7,11 +7,13 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::expr::{EvalError, Expr, Tables};
 use crate::source::SourceUser;
 
 pub const CORE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
-/// A rule as written in the file: a field name, or a table.
+/// A rule as written in the file: an expression (a bare field name is the simplest), or a
+/// table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum MappingRule {
@@ -25,6 +27,9 @@ pub struct DetailedRule {
     /// The Salesforce field to read.
     #[serde(default)]
     pub from: Option<String>,
+    /// An expression, e.g. `concat(FirstName, " ", LastName)`.
+    #[serde(default)]
+    pub expr: Option<String>,
     /// A constant value instead of a field.
     #[serde(default)]
     pub value: Option<toml::Value>,
@@ -63,6 +68,7 @@ pub struct TargetPath {
 enum Source {
     Field(String),
     Constant(Value),
+    Expression(Expr),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,12 +97,22 @@ pub struct RuleError {
 pub enum MapError {
     #[error("required attribute {attribute} is empty: Salesforce field {field} has no value")]
     MissingRequired { attribute: String, field: String },
+    #[error("required attribute {attribute} is empty: the expression {expression} gave no value")]
+    MissingRequiredExpression {
+        attribute: String,
+        expression: String,
+    },
+    #[error("attribute {attribute}: {error}")]
+    Evaluation { attribute: String, error: EvalError },
 }
 
 impl MapError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MissingRequired { .. } => "missing_required_attribute",
+            Self::MissingRequired { .. } | Self::MissingRequiredExpression { .. } => {
+                "missing_required_attribute"
+            }
+            Self::Evaluation { .. } => "expression_error",
         }
     }
 }
@@ -322,7 +338,7 @@ fn parse_eq_filter(filter: &str) -> Result<(String, String), String> {
 
 impl Mapping {
     /// Compiles the rules of one app's `[apps.mapping]` table; lists every error.
-    pub fn compile(table: &toml::Table) -> Result<Self, Vec<RuleError>> {
+    pub fn compile(table: &toml::Table, tables: &Tables) -> Result<Self, Vec<RuleError>> {
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         for (attribute, raw_rule) in table {
@@ -347,20 +363,42 @@ impl Mapping {
                     continue;
                 }
             };
+            let expression = |text: &str| -> Result<Source, String> {
+                let parsed = Expr::parse(text, tables)
+                    .map_err(|e| format!("in the expression {text:?}, {e}"))?;
+                Ok(match parsed.as_field_reference() {
+                    Some(field) => Source::Field(field.to_owned()),
+                    None => Source::Expression(parsed),
+                })
+            };
             let (source, required, default) = match rule {
-                MappingRule::Field(field) => (Source::Field(field), false, None),
+                MappingRule::Field(text) => match expression(&text) {
+                    Ok(source) => (source, false, None),
+                    Err(message) => {
+                        errors.push(fail(message));
+                        continue;
+                    }
+                },
                 MappingRule::Detailed(d) => {
-                    let source = match (d.from, d.value) {
-                        (Some(field), None) => Source::Field(field),
-                        (None, Some(value)) => Source::Constant(toml_to_json(&value)),
-                        (Some(_), Some(_)) => {
-                            errors.push(fail("give either `from` or `value`, not both".into()));
+                    let source = match (d.from, d.expr, d.value) {
+                        (Some(field), None, None) => Source::Field(field),
+                        (None, Some(text), None) => match expression(&text) {
+                            Ok(source) => source,
+                            Err(message) => {
+                                errors.push(fail(message));
+                                continue;
+                            }
+                        },
+                        (None, None, Some(value)) => Source::Constant(toml_to_json(&value)),
+                        (None, None, None) => {
+                            errors.push(fail(
+                                "give `from` (a Salesforce field), `expr` (an expression) or `value` (a constant)"
+                                    .into(),
+                            ));
                             continue;
                         }
-                        (None, None) => {
-                            errors.push(fail(
-                                "give `from` (a Salesforce field) or `value` (a constant)".into(),
-                            ));
+                        _ => {
+                            errors.push(fail("give only one of `from`, `expr` and `value`".into()));
                             continue;
                         }
                     };
@@ -401,12 +439,20 @@ impl Mapping {
             .find(|t| t.raw == attribute)
     }
 
-    /// The Salesforce fields the mapping reads.
-    pub fn source_fields(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().filter_map(|r| match &r.source {
-            Source::Field(f) => Some(f.as_str()),
-            Source::Constant(_) => None,
-        })
+    /// The Salesforce fields the mapping reads, sorted, each once.
+    pub fn source_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .rules
+            .iter()
+            .flat_map(|r| match &r.source {
+                Source::Field(f) => vec![f.clone()],
+                Source::Constant(_) => Vec::new(),
+                Source::Expression(e) => e.fields(),
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
     }
 
     /// Builds the SCIM User resource for a snapshot. Null optional attributes are left out.
@@ -420,19 +466,33 @@ impl Mapping {
                     .cloned()
                     .or_else(|| (field == "Id").then(|| Value::String(user.id.to_string()))),
                 Source::Constant(value) => Some(value.clone()),
+                Source::Expression(expr) => {
+                    let value = expr.eval(user).map_err(|error| MapError::Evaluation {
+                        attribute: rule.target.raw.clone(),
+                        error,
+                    })?;
+                    Some(value).filter(|v| !v.is_null())
+                }
             };
             let value = value
                 .filter(|v| !matches!(v, Value::String(s) if s.trim().is_empty()))
                 .or_else(|| rule.default.clone());
             let Some(value) = value else {
                 if rule.required {
-                    let field = match &rule.source {
-                        Source::Field(f) => f.clone(),
-                        Source::Constant(_) => "(constant)".into(),
-                    };
-                    return Err(MapError::MissingRequired {
-                        attribute: rule.target.raw.clone(),
-                        field,
+                    let attribute = rule.target.raw.clone();
+                    return Err(match &rule.source {
+                        Source::Expression(e) => MapError::MissingRequiredExpression {
+                            attribute,
+                            expression: e.source().to_owned(),
+                        },
+                        Source::Field(f) => MapError::MissingRequired {
+                            attribute,
+                            field: f.clone(),
+                        },
+                        Source::Constant(_) => MapError::MissingRequired {
+                            attribute,
+                            field: "(constant)".into(),
+                        },
                     });
                 }
                 continue;
@@ -457,7 +517,7 @@ mod tests {
 
     fn mapping(text: &str) -> Mapping {
         let table: toml::Table = toml::from_str(text).unwrap();
-        Mapping::compile(&table).unwrap()
+        Mapping::compile(&table, &Tables::new()).unwrap()
     }
 
     fn marta() -> SourceUser {
@@ -543,7 +603,59 @@ mod tests {
             "#,
         )
         .unwrap();
-        let errors = Mapping::compile(&table).unwrap_err();
+        let errors = Mapping::compile(&table, &Tables::new()).unwrap_err();
         assert_eq!(errors.len(), 3);
+    }
+
+    #[test]
+    fn string_rules_are_expressions_and_tables_feed_lookups() {
+        let table: toml::Table = toml::from_str(
+            r#"
+            displayName = 'concat(FirstName, " ", LastName)'
+            nickName = 'lower(email_local(Email))'
+            title = { expr = 'default(lookup(Department, "titles"), "Staff")' }
+            "#,
+        )
+        .unwrap();
+        let tables: Tables = [(
+            "titles".to_owned(),
+            [("Platform".to_owned(), "Engineer".to_owned())].into(),
+        )]
+        .into();
+        let m = Mapping::compile(&table, &tables).unwrap();
+        let resource = m.apply(&marta()).unwrap();
+        assert_eq!(resource["displayName"], "Marta Fernandes");
+        assert_eq!(resource["nickName"], "marta.fernandes");
+        assert_eq!(resource["title"], "Staff");
+        assert_eq!(
+            m.source_fields(),
+            vec!["Department", "Email", "FirstName", "LastName"]
+        );
+    }
+
+    #[test]
+    fn an_expression_error_points_at_the_column() {
+        let table: toml::Table = toml::from_str(r#"displayName = 'concatt(FirstName)'"#).unwrap();
+        let errors = Mapping::compile(&table, &Tables::new()).unwrap_err();
+        assert_eq!(errors[0].attribute, "displayName");
+        assert!(
+            errors[0].message.contains("column 1") && errors[0].message.contains("concat"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn a_required_expression_with_no_value_names_the_expression() {
+        let table: toml::Table =
+            toml::from_str(r#"title = { expr = 'upper(Title)', required = true }"#).unwrap();
+        let m = Mapping::compile(&table, &Tables::new()).unwrap();
+        assert_eq!(
+            m.apply(&marta()).unwrap_err(),
+            MapError::MissingRequiredExpression {
+                attribute: "title".into(),
+                expression: "upper(Title)".into()
+            }
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Real peers as child processes.
 
+pub mod ministack;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

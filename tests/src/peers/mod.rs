@@ -1,5 +1,6 @@
 //! Real peers as child processes.
 
+pub mod ministack;
 pub mod moto;
 pub mod scim2_server;
 

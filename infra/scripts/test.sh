@@ -19,6 +19,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "Tests (unit, integration against moto and scim2-server, end to end)"
 cargo test --workspace --locked --no-fail-fast
 
+step "The SAM template (cfn-lint, sam validate --lint)"
+.venv-sam/bin/cfn-lint template.yaml
+SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1 -t template.yaml
+
 step "The demo, as the README runs it"
 cargo run --quiet --locked -p userprov-cli -- demo
 

@@ -110,10 +110,8 @@ impl Ministack {
         let url = format!("{}/_ministack/health", self.endpoint());
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Ok(body) = http_get(&url) {
-                if body.contains("\"services\"") {
-                    return;
-                }
+            if http_get(&url).is_ok_and(|body| body.contains("\"services\"")) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

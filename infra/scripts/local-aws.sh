@@ -125,11 +125,11 @@ start_ministack() {
 build() {
     need "$SAM_BIN/sam"
     need "$SAM_BIN/cargo-lambda"
-    say "building the functions for x86_64 (sam build; LAMBDA_ARCH=x86_64)"
+    say "building the functions for x86_64 (sam build)"
     local started=$SECONDS
     (
         cd "$REPO"
-        PATH=$SAM_BIN:$PATH SAM_CLI_TELEMETRY=0 LAMBDA_ARCH=x86_64 \
+        PATH=$SAM_BIN:$PATH SAM_CLI_TELEMETRY=0 \
             "$SAM_BIN/sam" build --parameter-overrides Architecture=x86_64 >&2
     )
     say "built in $((SECONDS - started)) s"

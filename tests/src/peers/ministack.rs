@@ -201,9 +201,10 @@ impl Deployment {
     }
 }
 
-/// Builds the three functions for x86_64 with `sam build` (the repository's template.yaml and
-/// Makefile) into `<target dir>/sam-build`, once per test process, and returns that directory.
-/// A release build: the first one takes minutes, later ones seconds.
+/// Builds the three functions for x86_64 with `sam build` (the repository's template.yaml, cargo
+/// lambda) into `<target dir>/sam-build`, once per test process, and returns that directory.
+/// A release build: the first one takes many minutes, an unchanged one about ten seconds.
+/// `SAM_BUILD_MODE=debug` in the environment builds without `--release`.
 pub fn sam_build() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -233,7 +234,6 @@ pub fn sam_build() -> PathBuf {
                 .arg(&build_dir)
                 .env("PATH", path)
                 .env("SAM_CLI_TELEMETRY", "0")
-                .env("LAMBDA_ARCH", "x86_64")
                 .env("CARGO_TARGET_DIR", &target_dir);
             let output = run_to_end(command, Duration::from_secs(1800));
             assert!(

@@ -497,3 +497,34 @@ async fn a_joiner_event_delivered_after_the_leaver_event_creates_no_account() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_users_in_the_pilot_scope_are_provisioned() {
+    let scim = Target::new("pilot");
+    let scope = "[apps.scope]\nusernames = [\"marta.fernandes@acme.example\"]\nfilter = 'Department != \"Contractors\"'\n";
+    let stack = TestStack::start(
+        &config_for(&scim.base_url(), scope, ""),
+        &[("userprov/scim", &scim.token)],
+    )
+    .await;
+
+    post_ok(&stack, JOINERS).await;
+
+    assert_eq!(
+        scim_users(&scim.base_url(), &scim.token, None).await.len(),
+        1
+    );
+    let marta = stack.log_entries(&format!("user={MARTA}")).await;
+    assert_eq!(operations(&marta), vec![pair("create", "success")]);
+    assert_eq!(
+        marta[0]["reason"],
+        "in scope: in the pilot list and scope.filter is true"
+    );
+    let james = stack.log_entries(&format!("user={JAMES}")).await;
+    assert_eq!(operations(&james), vec![pair("skip", "skipped")]);
+    assert_eq!(
+        james[0]["reason"],
+        "out of scope: not in the pilot list (scope.usernames, scope.ids)"
+    );
+    stack.shutdown().await;
+}

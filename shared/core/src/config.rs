@@ -184,6 +184,8 @@ struct RawApp {
     /// Lookup tables for `lookup(value, "table")` in mapping expressions.
     #[serde(default)]
     tables: crate::expr::Tables,
+    #[serde(default)]
+    scope: crate::scope::RawScope,
 }
 
 fn default_connector() -> String {
@@ -209,6 +211,7 @@ pub struct AppConfig {
     pub deactivate: DeactivateMode,
     pub match_on: Vec<String>,
     pub mapping: Mapping,
+    pub scope: crate::scope::Scope,
 }
 
 impl AppConfig {
@@ -359,6 +362,15 @@ impl Config {
                     "SCIM requires userName: map it",
                 ));
             }
+            let scope = match crate::scope::Scope::compile(&raw_app.scope, &raw_app.tables) {
+                Ok(scope) => scope,
+                Err(errors) => {
+                    for (key, message) in errors {
+                        issues.push(issue(&format!("{at}.scope.{key}"), &message));
+                    }
+                    crate::scope::Scope::default()
+                }
+            };
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -369,6 +381,7 @@ impl Config {
                 deactivate: raw_app.deactivate,
                 match_on: raw_app.match_on,
                 mapping,
+                scope,
             });
         }
 
@@ -427,3 +440,76 @@ fn toml_issue(text: &str, error: &toml::de::Error) -> ConfigIssue {
 
 /// Rules that are not yet compiled, as written in the file; re-exported for tooling.
 pub type RawMappingRule = MappingRule;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_listed_with_its_location() {
+        let text = r#"
+[source]
+org_ids = ["00D8a000002bQxTEAU", "0058a00000LmN2pAAF"]
+
+[[apps]]
+name = "slack"
+connector = "ldap"
+base_url = "not a url"
+secret = "userprov/slack"
+match_on = ["externalId"]
+[apps.scope]
+filter = 'Department =='
+[apps.mapping]
+userName = "Username"
+displayName = 'concatt(FirstName, LastName)'
+
+[[apps]]
+name = "slack"
+base_url = "https://scim.example.com/v2"
+secret = "userprov/slack2"
+[apps.mapping]
+userName = "Username"
+"#;
+        let error = Config::parse(text, "userprov.toml").unwrap_err();
+        let locations: Vec<&str> = error.issues.iter().map(|i| i.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            vec![
+                "source.org_ids[1]",
+                "apps[slack].connector",
+                "apps[slack].base_url",
+                "apps[slack].mapping.\"displayName\"",
+                "apps[slack].match_on",
+                "apps[slack].scope.filter",
+                "apps[slack]",
+            ],
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("userprov.toml: 7 problems found")
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_with_its_line() {
+        let error = Config::parse(
+            "[source]\norg_ids = [\"00D8a000002bQxTEAU\"]\norgs = 1\n",
+            "u.toml",
+        )
+        .unwrap_err();
+        assert_eq!(error.issues[0].location, "line 3, column 1");
+        assert!(
+            error.issues[0].message.contains("unknown field `orgs`"),
+            "{}",
+            error.issues[0].message
+        );
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let config = Config::example().unwrap();
+        assert_eq!(config.apps[0].name, "slack");
+    }
+}

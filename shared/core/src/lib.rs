@@ -17,5 +17,6 @@ pub mod mapping;
 pub mod plan;
 pub mod ports;
 pub mod salesforce;
+pub mod scope;
 pub mod source;
 pub mod worker;

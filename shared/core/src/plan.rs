@@ -4,6 +4,7 @@
 use crate::config::{AppConfig, Trigger};
 use crate::link::AccountLink;
 use crate::log::Operation;
+use crate::scope::OutOfScope;
 use crate::source::SourceUser;
 
 /// The planner's decision.
@@ -13,7 +14,8 @@ pub enum Plan {
     CreateOrAdopt,
     /// Push the mapped attributes to the linked account.
     Update,
-    Deactivate,
+    /// Deactivate the linked account; the reason when it is not the user leaving (out of scope).
+    Deactivate(Option<String>),
     Reactivate,
     /// Nothing to do, with the reason.
     Noop(String),
@@ -26,7 +28,7 @@ impl Plan {
         match self {
             Self::CreateOrAdopt => Operation::Create,
             Self::Update => Operation::Update,
-            Self::Deactivate => Operation::Deactivate,
+            Self::Deactivate(_) => Operation::Deactivate,
             Self::Reactivate => Operation::Reactivate,
             Self::Noop(_) => Operation::Noop,
             Self::Skip(_) => Operation::Skip,
@@ -37,7 +39,7 @@ impl Plan {
         match self {
             Self::CreateOrAdopt => Some(Trigger::Create),
             Self::Update => Some(Trigger::Update),
-            Self::Deactivate => Some(Trigger::Deactivate),
+            Self::Deactivate(_) => Some(Trigger::Deactivate),
             Self::Reactivate => Some(Trigger::Reactivate),
             Self::Noop(_) | Self::Skip(_) => None,
         }
@@ -47,6 +49,8 @@ impl Plan {
 /// Why a snapshot cannot be planned at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    #[error("the scope filter cannot be evaluated for this user: {0}")]
+    Scope(crate::expr::EvalError),
     #[error(
         "the snapshot has no IsActive field, so userprov cannot tell a joiner from a leaver; \
          add IsActive to the fields the Outbound Message (or event) sends"
@@ -56,7 +60,19 @@ pub enum PlanError {
 
 impl crate::error::Classify for PlanError {
     fn class(&self) -> crate::error::ErrorClass {
-        crate::error::ErrorClass::BadInput
+        match self {
+            Self::Scope(_) => crate::error::ErrorClass::Permanent,
+            Self::MissingIsActive => crate::error::ErrorClass::BadInput,
+        }
+    }
+}
+
+impl PlanError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Scope(_) => "scope_filter_error",
+            Self::MissingIsActive => "missing_is_active",
+        }
     }
 }
 
@@ -89,26 +105,40 @@ pub fn plan(
     let active = user.is_active().ok_or(PlanError::MissingIsActive)?;
     // A link without an account only orders events; for planning it is no account.
     let account = link.filter(|l| l.account().is_some());
+    let verdict = app.scope.check(user).map_err(PlanError::Scope)?;
+    if !verdict.in_scope {
+        let reason = format!("out of scope: {}", verdict.rule);
+        let plan = match account {
+            Some(link) if link.active && app.scope.out_of_scope == OutOfScope::Deactivate => {
+                Plan::Deactivate(Some(reason))
+            }
+            _ => Plan::Skip(reason),
+        };
+        return Ok(with_trigger(app, plan));
+    }
     let plan = match (account, active) {
         (None, true) => Plan::CreateOrAdopt,
         (None, false) => Plan::Noop("the user is inactive and has no account in this app".into()),
         (Some(link), true) if link.active => Plan::Update,
         (Some(_), true) => Plan::Reactivate,
-        (Some(link), false) if link.active => Plan::Deactivate,
+        (Some(link), false) if link.active => Plan::Deactivate(None),
         (Some(_), false) => {
             Plan::Noop("the user is inactive and the account is already deactivated".into())
         }
     };
-    if let Some(trigger) = plan.trigger()
-        && !app.allows(trigger)
-    {
-        return Ok(Plan::Skip(format!(
+    Ok(with_trigger(app, plan))
+}
+
+/// The plan, or a skip when its trigger is disabled for the app.
+fn with_trigger(app: &AppConfig, plan: Plan) -> Plan {
+    match plan.trigger() {
+        Some(trigger) if !app.allows(trigger) => Plan::Skip(format!(
             "the {} trigger is disabled for app {}",
             trigger.as_str(),
             app.name
-        )));
+        )),
+        _ => plan,
     }
-    Ok(plan)
 }
 
 fn fmt_time(t: time::OffsetDateTime) -> String {
@@ -188,7 +218,7 @@ mod tests {
         );
         assert_eq!(
             plan(&a, Some(&link(true)), &user(false), None).unwrap(),
-            Plan::Deactivate
+            Plan::Deactivate(None)
         );
         assert_eq!(
             plan(&a, Some(&link(false)), &user(true), None).unwrap(),
@@ -235,5 +265,59 @@ mod tests {
             plan(&app(ALL), None, &u, None),
             Err(PlanError::MissingIsActive)
         );
+    }
+
+    fn scoped_app(scope: &str) -> AppConfig {
+        let text = format!(
+            r#"
+            [source]
+            org_ids = ["00D8a000002bQxTEAU"]
+            [[apps]]
+            name = "slack"
+            base_url = "https://scim.example.com/v2"
+            secret = "userprov/slack"
+            [apps.scope]
+            {scope}
+            [apps.mapping]
+            userName = "Username"
+            "#
+        );
+        Config::parse(&text, "test").unwrap().apps.remove(0)
+    }
+
+    #[test]
+    fn a_user_outside_the_pilot_is_skipped_naming_the_rule() {
+        let a = scoped_app(r#"usernames = ["someone.else@acme.example"]"#);
+        let p = plan(&a, None, &user(true), None).unwrap();
+        assert_eq!(
+            p,
+            Plan::Skip("out of scope: not in the pilot list (scope.usernames, scope.ids)".into())
+        );
+    }
+
+    #[test]
+    fn falling_out_of_scope_deactivates_only_when_configured() {
+        let ignore = scoped_app(r#"filter = 'Username == "nobody"'"#);
+        assert!(matches!(
+            plan(&ignore, Some(&link(true)), &user(true), None).unwrap(),
+            Plan::Skip(_)
+        ));
+        let deactivate = scoped_app(
+            r#"filter = 'Username == "nobody"'
+            out_of_scope = "deactivate""#,
+        );
+        let p = plan(&deactivate, Some(&link(true)), &user(true), None).unwrap();
+        assert!(
+            matches!(p, Plan::Deactivate(Some(reason)) if reason.starts_with("out of scope: scope.filter"))
+        );
+    }
+
+    #[test]
+    fn a_filter_that_cannot_be_evaluated_is_an_error_not_a_guess() {
+        let a = scoped_app(r#"filter = 'Username'"#);
+        assert!(matches!(
+            plan(&a, None, &user(true), None),
+            Err(PlanError::Scope(_))
+        ));
     }
 }

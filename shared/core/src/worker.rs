@@ -333,16 +333,20 @@ impl Worker {
                 .get_link(&app.name, &job.user.id)
                 .await
                 .map_err(|e| Failure::from_store(Operation::Skip, &e))?;
-            let plan = plan(app, link.as_ref(), &job.user, job.source_time).map_err(|e| {
-                Failure::new(
-                    Operation::Skip,
-                    e.class(),
-                    "missing_is_active",
-                    e.to_string(),
-                )
-            })?;
+            let plan = plan(app, link.as_ref(), &job.user, job.source_time)
+                .map_err(|e| Failure::new(Operation::Skip, e.class(), e.code(), e.to_string()))?;
             match self.execute(app, connector.as_ref(), job, link, plan).await {
                 Err(failure) if failure.link_conflict => last_conflict = Some(failure),
+                Ok(mut applied) => {
+                    // With scope rules, say which rule let the user in.
+                    if applied.reason.is_none()
+                        && !app.scope.is_everyone()
+                        && let Ok(verdict) = app.scope.check(&job.user)
+                    {
+                        applied.reason = Some(format!("in scope: {}", verdict.rule));
+                    }
+                    return Ok(applied);
+                }
                 other => return other,
             }
         }
@@ -385,7 +389,7 @@ impl Worker {
                 }
                 Some(payload)
             }
-            Plan::Deactivate | Plan::Noop(_) | Plan::Skip(_) => None,
+            Plan::Deactivate(_) | Plan::Noop(_) | Plan::Skip(_) => None,
         };
         match &plan {
             Plan::Skip(reason) => {
@@ -487,7 +491,7 @@ impl Worker {
                     Err(error) => Err(Failure::from_connector(operation, &error, Some(&payload))),
                 }
             }
-            (Plan::Deactivate, _, Some((target_id, managed_by))) => {
+            (Plan::Deactivate(why), _, Some((target_id, managed_by))) => {
                 let (result, request) = match app.deactivate {
                     DeactivateMode::PatchActive => (
                         connector.set_active(&target_id, false).await,
@@ -499,7 +503,7 @@ impl Worker {
                     ),
                 };
                 let (http_status, reason) = match result {
-                    Ok(reply) => (reply.http_status, None),
+                    Ok(reply) => (reply.http_status, why),
                     Err(ConnectorError::NotFound { .. }) => (
                         Some(404),
                         Some("the account no longer exists in the target".to_owned()),

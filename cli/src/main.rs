@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use userprov_cli::stack::{RunningStack, StackOptions};
 use userprov_core::config::Config;
+use userprov_core::source_file;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +63,27 @@ enum Command {
         /// Keep the demo's data in this directory instead of a temporary one.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Show the exact requests an app would receive for a user, without calling the app.
+    #[command(
+        after_help = "Examples:\n  userprov preview --app slack --user marta.json\n  userprov preview --app slack --event infra/events/outbound/01-joiners.xml\n  userprov preview --config userprov.toml --app slack --user marta.json --json\n\nA user file is a JSON object of Salesforce fields: {\"Id\": \"0058a00000LmN2pAAF\", \"Username\": \"...\", \"IsActive\": true}.\nThe preview assumes a first sync (no account linked yet)."
+    )]
+    Preview {
+        /// The app to preview.
+        #[arg(long)]
+        app: String,
+        /// A JSON file with one user's Salesforce fields.
+        #[arg(long, conflicts_with = "event", required_unless_present = "event")]
+        user: Option<PathBuf>,
+        /// A Salesforce Outbound Message (SOAP XML) file: every user in it is previewed.
+        #[arg(long)]
+        event: Option<PathBuf>,
+        /// Configuration file; without it the built-in example.
+        #[arg(long, short, env = "USERPROV_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a configuration file and list every problem found.
     Validate {
@@ -129,6 +151,13 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Preview {
+            app,
+            user,
+            event,
+            config,
+            json,
+        } => preview(&app, user, event, config, json),
         Command::Validate { config } => {
             let result = match &config {
                 Some(path) => Config::load(path),
@@ -207,4 +236,84 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn preview(
+    app: &str,
+    user: Option<PathBuf>,
+    event: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    };
+    let config = match config
+        .as_deref()
+        .map(Config::load)
+        .unwrap_or_else(Config::example)
+    {
+        Ok(config) => config,
+        Err(error) => return fail(error.to_string()),
+    };
+    let Some(app_config) = config.app(app) else {
+        let known: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
+        return fail(format!(
+            "no app named {app:?} in {}; apps: {}",
+            config.origin,
+            known.join(", ")
+        ));
+    };
+    let users = match (user, event) {
+        (Some(path), _) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| {
+                source_file::user_from_json_text(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .map(|user| vec![user]),
+        (None, Some(path)) => std::fs::read(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|bytes| {
+                source_file::users_from_event(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }),
+        (None, None) => Err("give --user FILE or --event FILE".to_owned()),
+    };
+    let users = match users {
+        Ok(users) => users,
+        Err(message) => return fail(message),
+    };
+    let previews: Vec<_> = users
+        .iter()
+        .map(|user| userprov_core::preview::preview(app_config, user, None))
+        .collect();
+    let text = if json {
+        match serde_json::to_string_pretty(&previews) {
+            Ok(text) => text + "\n",
+            Err(error) => return fail(error.to_string()),
+        }
+    } else {
+        previews
+            .iter()
+            .map(userprov_core::preview::render)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    write_stdout(&text);
+    if previews.iter().any(|p| p.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }

@@ -136,6 +136,7 @@ impl RunningStack {
         .merge(log_api::router(log_api::LogApiState {
             log: Arc::new(store.clone()),
             links: Arc::new(store.clone()),
+            config: config.clone(),
         }));
         if let Some(mock) = &mock {
             app = app.nest(MOCK_TARGET_PATH, mock.router());

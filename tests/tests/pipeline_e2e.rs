@@ -528,3 +528,47 @@ async fn only_users_in_the_pilot_scope_are_provisioned() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_log_api_previews_a_user_without_calling_the_target() {
+    let scim = Target::new("preview");
+    let stack = stack_for(&scim).await;
+    let user = serde_json::json!({
+        "Id": "0058a00000LmN2pAAF", "Username": MARTA, "LastName": "Fernandes", "Email": MARTA, "IsActive": "true"
+    });
+
+    let response = stack
+        .http
+        .post(format!("{}/preview", stack.stack.base_url()))
+        .json(&serde_json::json!({"app": "scim", "user": user}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let preview: Value = response.json().await.unwrap();
+    assert_eq!(preview["operation"], "create");
+    let methods: Vec<&str> = preview["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, vec!["GET", "POST", "PUT"]);
+    assert_eq!(preview["requests"][1]["body"]["userName"], MARTA);
+    assert!(
+        scim_users(&scim.base_url(), &scim.token, None)
+            .await
+            .is_empty(),
+        "nothing was sent"
+    );
+
+    let unknown = stack
+        .http
+        .post(format!("{}/preview", stack.stack.base_url()))
+        .json(&serde_json::json!({"app": "nope", "user": user}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 400);
+    stack.shutdown().await;
+}

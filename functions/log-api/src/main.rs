@@ -32,5 +32,6 @@ async fn build() -> Result<LogApiState, StartupError> {
             env.log_retention,
         )),
         links: Arc::new(DynamoLinkStore::new(dynamo, links_table)),
+        config: env.config.clone(),
     })
 }

@@ -376,7 +376,7 @@ impl Worker {
         });
         let payload = match &plan {
             Plan::CreateOrAdopt | Plan::Update | Plan::Reactivate => {
-                let mut payload = app.mapping.apply(&job.user).map_err(|e| {
+                let payload = desired_resource(app, &job.user).map_err(|e| {
                     Failure::new(
                         operation,
                         e.class(),
@@ -384,9 +384,6 @@ impl Worker {
                         format!("mapping for app {}: {e}", app.name),
                     )
                 })?;
-                if let Value::Object(map) = &mut payload {
-                    map.insert("active".into(), Value::Bool(true));
-                }
                 Some(payload)
             }
             Plan::Deactivate(_) | Plan::Noop(_) | Plan::Skip(_) => None,
@@ -785,8 +782,20 @@ fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> A
     }
 }
 
+/// The resource pushed for an active user: the mapped attributes and `active: true`.
+pub fn desired_resource(
+    app: &AppConfig,
+    user: &crate::source::SourceUser,
+) -> Result<Value, crate::mapping::MapError> {
+    let mut payload = app.mapping.apply(user)?;
+    if let Value::Object(map) = &mut payload {
+        map.insert("active".into(), Value::Bool(true));
+    }
+    Ok(payload)
+}
+
 /// The match keys for finding an existing account: each `match_on` attribute with its mapped value.
-fn match_keys(app: &AppConfig, payload: &Value) -> Vec<MatchKey> {
+pub(crate) fn match_keys(app: &AppConfig, payload: &Value) -> Vec<MatchKey> {
     app.match_on
         .iter()
         .filter_map(|attribute| {

@@ -25,6 +25,19 @@ use crate::ports::SecretValue;
 pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
 const ACCEPTED_MEDIA_TYPES: &str = "application/scim+json, application/json";
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// The PATCH body that sets a user's `active` flag.
+pub fn active_patch(active: bool) -> Value {
+    json!({
+        "schemas": [PATCH_OP_SCHEMA],
+        "Operations": [{"op": "replace", "value": {"active": active}}]
+    })
+}
+
+/// The query string of a filtered `GET /Users`.
+pub fn filter_query(filter: &str) -> String {
+    format!("?filter={}", urlencoding::encode(filter))
+}
+
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 /// The largest answer read from a target; a User or a page of them is far smaller.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -566,11 +579,7 @@ impl Connector for ScimConnector {
             ));
         };
         let filter = first_path.filter_for(&first_key.value);
-        let url = format!(
-            "{}?filter={}",
-            self.users_url(),
-            urlencoding::encode(&filter)
-        );
+        let url = format!("{}{}", self.users_url(), filter_query(&filter));
         let answer = self.send(Method::GET, &url, None).await?;
         if answer.status == 404 {
             return Ok(reply(None, &answer));
@@ -648,10 +657,7 @@ impl Connector for ScimConnector {
     }
 
     async fn set_active(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError> {
-        let patch = json!({
-            "schemas": [PATCH_OP_SCHEMA],
-            "Operations": [{"op": "replace", "value": {"active": active}}]
-        });
+        let patch = active_patch(active);
         let answer = self
             .send(Method::PATCH, &self.user_url(id), Some(&patch))
             .await?;

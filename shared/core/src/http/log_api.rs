@@ -22,6 +22,8 @@ use crate::ports::{LinkStore, LogStore, StoreError};
 pub struct LogApiState {
     pub log: Arc<dyn LogStore>,
     pub links: Arc<dyn LinkStore>,
+    /// For `POST /preview`.
+    pub config: Arc<crate::config::Config>,
 }
 
 pub fn router(state: LogApiState) -> Router {
@@ -30,6 +32,7 @@ pub fn router(state: LogApiState) -> Router {
         .route("/logs/{id}", get(get_log))
         .route("/accounts", get(list_accounts))
         .route("/accounts/{app}/{user_id}", get(get_account))
+        .route("/preview", axum::routing::post(preview))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
 }
@@ -233,4 +236,30 @@ async fn get_account(
             "userprov has no account link for that user in that app",
         ))?;
     Ok(Json(link).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewRequest {
+    app: String,
+    /// The user's Salesforce fields, `Id` included.
+    user: serde_json::Value,
+}
+
+/// What the worker would send for a user, from the current account link; nothing is sent.
+async fn preview(
+    State(state): State<LogApiState>,
+    body: Result<Json<PreviewRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, LogApiError> {
+    let Json(request) = body.map_err(|rejection| bad_request("bad_body", rejection.body_text()))?;
+    let app = state.config.app(&request.app).ok_or_else(|| {
+        bad_request(
+            "unknown_app",
+            format!("no app named {:?} is configured", request.app),
+        )
+    })?;
+    let user = crate::source_file::user_from_json(&request.user)
+        .map_err(|e| bad_request("bad_user", e.to_string()))?;
+    let link = state.links.get_link(&app.name, &user.id).await?;
+    Ok(Json(crate::preview::preview(app, &user, link.as_ref())).into_response())
 }

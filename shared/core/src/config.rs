@@ -107,6 +107,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     org_ids: Vec<String>,
+    /// The fields the Outbound Message (or event) sends; when listed, every field a mapping or
+    /// scope filter reads must be among them.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -348,6 +352,23 @@ impl Config {
                     Mapping::default()
                 }
             };
+            if let Some(sent) = &raw.source.fields {
+                let sent: BTreeSet<String> = sent.iter().map(|f| f.to_ascii_lowercase()).collect();
+                let read = mapping.source_fields().into_iter().map(|f| ("mapping", f));
+                let filtered = scope_fields(&raw_app)
+                    .into_iter()
+                    .map(|f| ("scope.filter", f));
+                for (place, field) in read.chain(filtered) {
+                    if field != "Id" && !sent.contains(&field.to_ascii_lowercase()) {
+                        issues.push(issue(
+                            &format!("{at}.{place}"),
+                            &format!(
+                                "reads the field {field:?}, which source.fields does not list: the Outbound Message never sends it"
+                            ),
+                        ));
+                    }
+                }
+            }
             for attribute in &raw_app.match_on {
                 if !mapping.targets(attribute) {
                     issues.push(issue(
@@ -405,6 +426,14 @@ impl Config {
     pub fn accepts_org(&self, org: &SalesforceId) -> bool {
         self.org_ids.contains(org)
     }
+}
+
+/// The fields an app's scope filter reads (empty when it does not parse: that is reported
+/// elsewhere).
+fn scope_fields(app: &RawApp) -> Vec<String> {
+    crate::scope::Scope::compile(&app.scope, &app.tables)
+        .map(|s| s.fields())
+        .unwrap_or_default()
 }
 
 fn valid_app_name(name: &str) -> bool {
@@ -505,6 +534,39 @@ userName = "Username"
             "{}",
             error.issues[0].message
         );
+    }
+
+    #[test]
+    fn a_field_the_source_never_sends_is_reported() {
+        let text = r#"
+[source]
+org_ids = ["00D8a000002bQxTEAU"]
+fields = ["Username", "Email", "IsActive"]
+[[apps]]
+name = "slack"
+base_url = "https://scim.example.com/v2"
+secret = "s"
+[apps.scope]
+filter = 'Department != "Contractors"'
+[apps.mapping]
+userName = "Username"
+displayName = 'concat(FirstName, " ", email_local(Email))'
+externalId = "Id"
+"#;
+        let error = Config::parse(text, "u.toml").unwrap_err();
+        let found: Vec<(String, bool)> = error
+            .issues
+            .iter()
+            .map(|i| (i.location.clone(), i.message.contains("never sends")))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("apps[slack].mapping".to_owned(), true),
+                ("apps[slack].scope.filter".to_owned(), true)
+            ]
+        );
+        assert!(error.issues[0].message.contains("\"FirstName\""));
     }
 
     #[test]

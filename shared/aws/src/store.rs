@@ -43,6 +43,20 @@ where
     }
 }
 
+/// Reads the JSON document an item keeps in `attribute`.
+fn decode_document<T: serde::de::DeserializeOwned>(
+    item: &Item,
+    attribute: &str,
+    what: &str,
+    table: &str,
+) -> Result<T, StoreError> {
+    let document = string(item, attribute).ok_or_else(|| {
+        StoreError::Corrupt(format!("{what} in {table} has no {attribute} attribute"))
+    })?;
+    serde_json::from_str(document)
+        .map_err(|e| StoreError::Corrupt(format!("{what} in {table} cannot be read: {e}")))
+}
+
 fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|value| value.as_s().ok())
@@ -76,15 +90,7 @@ impl DynamoLinkStore {
     }
 
     fn decode(&self, item: &Item) -> Result<AccountLink, StoreError> {
-        let document = string(item, LINK_DOCUMENT).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "a link in {} has no {LINK_DOCUMENT} attribute",
-                self.table
-            ))
-        })?;
-        serde_json::from_str(document).map_err(|e| {
-            StoreError::Corrupt(format!("a link in {} cannot be read: {e}", self.table))
-        })
+        decode_document(item, LINK_DOCUMENT, "a link", &self.table)
     }
 
     /// Every link after `after`, in (app, user id) order, at most `limit`. Items come from a
@@ -344,15 +350,7 @@ impl DynamoLogStore {
     }
 
     fn decode(&self, item: &Item) -> Result<LogEntry, StoreError> {
-        let document = string(item, LOG_DOCUMENT).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "a log entry in {} has no {LOG_DOCUMENT} attribute",
-                self.table
-            ))
-        })?;
-        serde_json::from_str(document).map_err(|e| {
-            StoreError::Corrupt(format!("a log entry in {} cannot be read: {e}", self.table))
-        })
+        decode_document(item, LOG_DOCUMENT, "a log entry", &self.table)
     }
 
     /// DynamoDB deletes expired items days late: until then they are hidden here.

@@ -77,6 +77,16 @@ impl Ministack {
     /// [`sam_build`]) as stack `userprov`, switches on what ministack skips (TTL), sets the
     /// webhook token to [`Deployment::webhook_token`], and describes the result.
     pub fn deploy(&self, build_dir: &Path) -> Deployment {
+        self.deploy_inner(build_dir, None)
+    }
+
+    /// [`deploy`](Self::deploy) with the functions reading `config`, a file on this machine
+    /// (ministack runs them as host processes), rather than infra/config/userprov.toml.
+    pub fn deploy_with_config(&self, build_dir: &Path, config: &Path) -> Deployment {
+        self.deploy_inner(build_dir, Some(config))
+    }
+
+    fn deploy_inner(&self, build_dir: &Path, config: Option<&Path>) -> Deployment {
         let out =
             std::env::temp_dir().join(format!("userprov-deployment-{}.json", self.process.port));
         let script = repo_root().join("infra/scripts/local-aws.sh");
@@ -94,6 +104,9 @@ impl Ministack {
                 "USERPROV_LOCAL_AWS_DIR",
                 std::env::temp_dir().join(format!("userprov-local-aws-{}", self.process.port)),
             );
+        if let Some(config) = config {
+            command.env("USERPROV_LOCAL_CONFIG", config);
+        }
         let output = run_to_end(command, Duration::from_secs(600));
         assert!(
             output.success,

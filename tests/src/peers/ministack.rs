@@ -144,10 +144,18 @@ impl Drop for Ministack {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        // ministack's extracted function code, keyed by its port.
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("ministack-provided-code-{}", self.process.port)),
-        );
+        // ministack's extracted function code, its working directory and the deploy script's
+        // state, all keyed by its port.
+        let port = self.process.port;
+        let temp = std::env::temp_dir();
+        for dir in [
+            format!("ministack-provided-code-{port}"),
+            format!("userprov-ministack-{port}"),
+            format!("userprov-local-aws-{port}"),
+        ] {
+            let _ = std::fs::remove_dir_all(temp.join(dir));
+        }
+        let _ = std::fs::remove_file(temp.join(format!("userprov-deployment-{port}.json")));
     }
 }
 

@@ -231,6 +231,8 @@ pub fn sam_build() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let sam = venv_program(".venv-sam", "sam");
+            // sam's own message for a missing cargo lambda does not say how to install it.
+            venv_program(".venv-sam", "cargo-lambda");
             let sam_bin = sam
                 .parent()
                 .expect("sam lives in a bin directory")

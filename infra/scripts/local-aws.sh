@@ -29,7 +29,9 @@
 #
 # State (pid, port, log, deployment JSON) lives in .data/local-aws/ (USERPROV_LOCAL_AWS_DIR).
 # USERPROV_LOCAL_PARAMETERS adds template parameters, e.g. "MaxReceiveCount=2 VisibilityTimeout=5"
-# to see retries and dead-lettering in seconds; USERPROV_LOCAL_LOG_LEVEL sets RUST_LOG.
+# to see retries and dead-lettering in seconds; USERPROV_LOCAL_LOG_LEVEL sets RUST_LOG;
+# USERPROV_LOCAL_CONFIG deploys another config file (default infra/config/userprov.toml), e.g.
+# one whose app points at a SCIM server on this machine.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,6 +39,7 @@ STATE=${USERPROV_LOCAL_AWS_DIR:-$REPO/.data/local-aws}
 STACK=${USERPROV_STACK:-userprov}
 REGION=us-east-1
 LOCAL_TOKEN=${USERPROV_LOCAL_WEBHOOK_TOKEN:-local-test-token}
+LOCAL_CONFIG=${USERPROV_LOCAL_CONFIG:-$REPO/infra/config/userprov.toml}
 VENV_ROOT=${USERPROV_VENV_ROOT:-$REPO}
 MINISTACK=$VENV_ROOT/.venv-ministack/bin/ministack
 PYTHON=$VENV_ROOT/.venv-ministack/bin/python
@@ -141,6 +144,10 @@ deploy() {
     need "$SAM_BIN/sam"
     need "$PYTHON"
     [[ -f $build_dir/template.yaml ]] || die "$build_dir/template.yaml is missing: build first (sam build, or drop --no-build)"
+    [[ -f $LOCAL_CONFIG ]] || die "config file $LOCAL_CONFIG is missing (USERPROV_LOCAL_CONFIG)"
+    # The functions run as host processes from another directory: they need an absolute path.
+    local config
+    config=$(cd "$(dirname "$LOCAL_CONFIG")" && pwd)/$(basename "$LOCAL_CONFIG")
     sdk_env "$endpoint"
     local started=$SECONDS
     say "deploying stack $STACK into $endpoint"
@@ -153,7 +160,7 @@ deploy() {
             --stack-name "$STACK" --region "$REGION" \
             --resolve-s3 --capabilities CAPABILITY_IAM \
             --no-confirm-changeset --no-fail-on-empty-changeset --no-progressbar \
-            --parameter-overrides Architecture=x86_64 "ConfigFile=$REPO/infra/config/userprov.toml" \
+            --parameter-overrides Architecture=x86_64 "ConfigFile=$config" \
             "LogLevel=${USERPROV_LOCAL_LOG_LEVEL:-info}" ${USERPROV_LOCAL_PARAMETERS:-} >&2
     ) || die "sam deploy failed (ministack log: $STATE/ministack.log)"
     say "deployed in $((SECONDS - started)) s; applying what the emulator skips"

@@ -77,6 +77,16 @@ impl Ministack {
     /// [`sam_build`]) as stack `userprov`, switches on what ministack skips (TTL), sets the
     /// webhook token to [`Deployment::webhook_token`], and describes the result.
     pub fn deploy(&self, build_dir: &Path) -> Deployment {
+        self.deploy_inner(build_dir, None)
+    }
+
+    /// [`deploy`](Self::deploy) with the functions reading `config`, a file on this machine
+    /// (ministack runs them as host processes), rather than infra/config/userprov.toml.
+    pub fn deploy_with_config(&self, build_dir: &Path, config: &Path) -> Deployment {
+        self.deploy_inner(build_dir, Some(config))
+    }
+
+    fn deploy_inner(&self, build_dir: &Path, config: Option<&Path>) -> Deployment {
         let out =
             std::env::temp_dir().join(format!("userprov-deployment-{}.json", self.process.port));
         let script = repo_root().join("infra/scripts/local-aws.sh");
@@ -94,6 +104,9 @@ impl Ministack {
                 "USERPROV_LOCAL_AWS_DIR",
                 std::env::temp_dir().join(format!("userprov-local-aws-{}", self.process.port)),
             );
+        if let Some(config) = config {
+            command.env("USERPROV_LOCAL_CONFIG", config);
+        }
         let output = run_to_end(command, Duration::from_secs(600));
         assert!(
             output.success,
@@ -131,10 +144,18 @@ impl Drop for Ministack {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        // ministack's extracted function code, keyed by its port.
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("ministack-provided-code-{}", self.process.port)),
-        );
+        // ministack's extracted function code, its working directory and the deploy script's
+        // state, all keyed by its port.
+        let port = self.process.port;
+        let temp = std::env::temp_dir();
+        for dir in [
+            format!("ministack-provided-code-{port}"),
+            format!("userprov-ministack-{port}"),
+            format!("userprov-local-aws-{port}"),
+        ] {
+            let _ = std::fs::remove_dir_all(temp.join(dir));
+        }
+        let _ = std::fs::remove_file(temp.join(format!("userprov-deployment-{port}.json")));
     }
 }
 
@@ -210,6 +231,8 @@ pub fn sam_build() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let sam = venv_program(".venv-sam", "sam");
+            // sam's own message for a missing cargo lambda does not say how to install it.
+            venv_program(".venv-sam", "cargo-lambda");
             let sam_bin = sam
                 .parent()
                 .expect("sam lives in a bin directory")

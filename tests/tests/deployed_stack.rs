@@ -1,0 +1,270 @@
+//! The SAM application as deployed: the real webhook, worker and log API binaries built by
+//! `sam build` and run by ministack, wired by the template's HTTP APIs, FIFO queues, event source
+//! mapping, tables and secrets, with scim2-server as the target app.
+//!
+//! Slow (a `sam build` of three functions; `SAM_BUILD_MODE=debug` builds without `--release`):
+//!
+//! ```text
+//! SAM_BUILD_MODE=debug cargo test -p userprov-tests --test deployed_stack
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use userprov_aws::aws_config::{self, BehaviorVersion, Region, SdkConfig};
+use userprov_aws::aws_sdk_sqs::config::Credentials;
+use userprov_aws::{REASON_ATTRIBUTE, SqsQueue};
+use userprov_tests::peers::ministack::{Deployment, Ministack, REGION, sam_build};
+use userprov_tests::peers::scim2_server::Scim2Server;
+use userprov_tests::pipeline::{Notified, ORG_ID, config_for, outbound_message, scim_users};
+
+const MARTA: &str = "0058a00000LmN2pAAF";
+const JAMES: &str = "0058a00000LmN3qAAF";
+const PRIYA: &str = "0058a00000LmN4rAAF";
+/// A user the fixture does not know, sent without the Email the mapping requires.
+const NO_EMAIL: &str = "0058a00000LmN6tAAF";
+
+/// How long the stack gets to do one step: a debug binary's cold start plus the event source
+/// mapping's polling.
+const STEP: Duration = Duration::from_secs(120);
+
+async fn sdk_config(aws: &Ministack) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(userprov_aws::http_client())
+        .endpoint_url(aws.endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("test", "test", None, None, "ministack"))
+        .load()
+        .await
+}
+
+/// Polls `probe` until it returns something, or fails with what `context` says.
+async fn eventually<T, F, Fut>(what: &str, context: impl Fn() -> String, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {STEP:?}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn post_outbound(deployment: &Deployment, body: String) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(&deployment.webhook_url)
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"\"")
+        .body(body)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("the webhook answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// `GET /logs` on the deployed log API, oldest entry first. The routes are AWS_IAM: ministack
+/// wants an Authorization header but does not verify the signature.
+async fn log_entries(deployment: &Deployment, query: &str) -> Result<Vec<Value>, String> {
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/logs?limit=500&{query}",
+            deployment.log_api_base_url
+        ))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/execute-api/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .timeout(STEP)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("log API answered {status}: {body}"));
+    }
+    let mut entries = body["entries"].as_array().cloned().unwrap_or_default();
+    entries.reverse();
+    Ok(entries)
+}
+
+fn outcome(entry: &Value) -> (&str, &str) {
+    (
+        entry["operation"].as_str().unwrap_or_default(),
+        entry["status"].as_str().unwrap_or_default(),
+    )
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[tokio::test]
+async fn the_deployed_stack_provisions_from_an_outbound_message_and_dead_letters_a_bad_job() {
+    let scim = Scim2Server::start();
+    let build_started = Instant::now();
+    let build_dir = sam_build();
+    eprintln!("sam build done in {:?}", build_started.elapsed());
+    let aws = Ministack::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = config_dir.path().join("userprov.toml");
+    std::fs::write(
+        &config_path,
+        config_for(&scim.tenant_url("deployed"), "", ""),
+    )
+    .unwrap();
+    let deploy_started = Instant::now();
+    let deployment = aws.deploy_with_config(&build_dir, &config_path);
+    eprintln!("deployed in {:?}", deploy_started.elapsed());
+    let context = || {
+        format!(
+            "--- ministack log (functions included) ---\n{}\n--- scim2-server log ---\n{}",
+            tail(&aws.log(), 80),
+            tail(&scim.log(), 20)
+        )
+    };
+
+    // The app's credentials, where the worker's grant (userprov/*) reaches them.
+    let sdk = sdk_config(&aws).await;
+    userprov_aws::aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name("userprov/scim")
+        .secret_string(format!(r#"{{"type":"bearer","token":"{}"}}"#, scim.token))
+        .send()
+        .await
+        .unwrap();
+
+    // 1. Three users in one Outbound Message: acked at once, provisioned by the worker.
+    let flow_started = Instant::now();
+    let fixture = std::fs::read_to_string(
+        userprov_tests::peers::repo_root().join("tests/fixtures/salesforce/outbound-3-users.xml"),
+    )
+    .unwrap();
+    let (status, body) = post_outbound(&deployment, fixture).await;
+    assert_eq!(status, 200, "{body}\n{}", context());
+    assert!(body.contains("<Ack>true</Ack>"), "a SOAP ack: {body}");
+
+    let base_url = scim.tenant_url("deployed");
+    let accounts = eventually("Marta's and Priya's accounts", context, || async {
+        let users = scim_users(&base_url, &scim.token, None).await;
+        (users.len() >= 2).then_some(users)
+    })
+    .await;
+    let mut user_names: Vec<&str> = accounts
+        .iter()
+        .filter_map(|a| a["userName"].as_str())
+        .collect();
+    user_names.sort_unstable();
+    assert_eq!(
+        user_names,
+        ["marta.fernandes@acme.example", "priya.nair@acme.example"],
+        "James is inactive: no account for him"
+    );
+    assert!(
+        accounts.iter().all(|a| a["active"] != false),
+        "{accounts:?}"
+    );
+
+    let entries = eventually("three log entries", context, || async {
+        log_entries(&deployment, "")
+            .await
+            .ok()
+            .filter(|entries| entries.len() >= 3)
+    })
+    .await;
+    let of = |user: &str| -> Vec<(&str, &str)> {
+        entries
+            .iter()
+            .filter(|e| e["user_id"] == user)
+            .map(outcome)
+            .collect()
+    };
+    assert_eq!(of(MARTA), [("create", "success")], "{entries:?}");
+    assert_eq!(of(PRIYA), [("create", "success")], "{entries:?}");
+    assert_eq!(of(JAMES), [("noop", "skipped")], "{entries:?}");
+    eprintln!(
+        "three users acked, provisioned and logged in {:?}",
+        flow_started.elapsed()
+    );
+
+    // 2. A job that can never succeed (the mapping requires Email): failed once, kept in the DLQ.
+    let bad_started = Instant::now();
+    let no_email = outbound_message(
+        ORG_ID,
+        &[Notified {
+            notification_id: "04l8a00000Dq4RvAAJ",
+            user_id: NO_EMAIL,
+            fields: &[
+                ("Username", "no.email@acme.example"),
+                ("LastName", "Doe"),
+                ("IsActive", "true"),
+            ],
+        }],
+    );
+    let (status, body) = post_outbound(&deployment, no_email).await;
+    assert_eq!(status, 200, "{body}\n{}", context());
+
+    let failed = eventually("the failed log entry", context, || async {
+        log_entries(&deployment, &format!("user={NO_EMAIL}"))
+            .await
+            .ok()
+            .filter(|entries| !entries.is_empty())
+    })
+    .await;
+    assert_eq!(
+        failed.iter().map(outcome).collect::<Vec<_>>(),
+        [("create", "failed")],
+        "not retried: {failed:?}"
+    );
+    assert_eq!(failed[0]["error"]["code"], "missing_required_attribute");
+
+    let queue = SqsQueue::new(
+        userprov_aws::aws_sdk_sqs::Client::new(&sdk),
+        deployment.queue_url.clone(),
+        Some(deployment.dlq_url.clone()),
+    );
+    let dead = eventually("the job in the dead-letter queue", context, || async {
+        let dead = queue.dead_letters(10, Duration::from_secs(1)).await.ok()?;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].message.body.contains(NO_EMAIL),
+        "{}",
+        dead[0].message.body
+    );
+    assert!(
+        dead[0]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("missing_required_attribute"),
+        "the {REASON_ATTRIBUTE} attribute says why: {:?}",
+        dead[0].reason
+    );
+    assert!(
+        scim_users(&base_url, &scim.token, Some("no.email@acme.example"))
+            .await
+            .is_empty()
+    );
+    eprintln!(
+        "the bad job failed and was dead-lettered in {:?}",
+        bad_started.elapsed()
+    );
+}

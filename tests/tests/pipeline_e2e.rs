@@ -572,3 +572,29 @@ async fn the_log_api_previews_a_user_without_calling_the_target() {
     assert_eq!(unknown.status().as_u16(), 400);
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dry_run_app_logs_the_payload_and_sends_nothing() {
+    let scim = Target::new("dry-run");
+    let stack = TestStack::start(
+        &config_for(&scim.base_url(), "dry_run = true", ""),
+        &[("userprov/scim", &scim.token)],
+    )
+    .await;
+
+    post_ok(&stack, JOINERS).await;
+
+    assert!(
+        scim_users(&scim.base_url(), &scim.token, None)
+            .await
+            .is_empty(),
+        "nothing was sent"
+    );
+    let marta = stack.log_entries(&format!("user={MARTA}")).await;
+    assert_eq!(operations(&marta), vec![pair("create", "dry_run")]);
+    assert_eq!(marta[0]["request"]["userName"], MARTA);
+    assert_eq!(marta[0]["request"]["active"], true);
+    let (status, _) = stack.get_json("/accounts/scim/0058a00000LmN2pAAF").await;
+    assert_eq!(status, 404, "a dry run links nothing");
+    stack.shutdown().await;
+}

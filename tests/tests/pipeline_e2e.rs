@@ -50,6 +50,23 @@ async fn stack_for(scim: &Target) -> TestStack {
     .await
 }
 
+/// An Outbound Message with Marta, active, and only the fields the test mapping requires.
+fn marta_joins(notification_id: &str) -> String {
+    outbound_message(
+        ORG_ID,
+        &[Notified {
+            notification_id,
+            user_id: "0058a00000LmN2pAAF",
+            fields: &[
+                ("Username", MARTA),
+                ("LastName", "Fernandes"),
+                ("Email", MARTA),
+                ("IsActive", "true"),
+            ],
+        }],
+    )
+}
+
 async fn post_ok(stack: &TestStack, body: &str) {
     let (status, answer) = stack.post_outbound(body).await;
     assert_eq!(status, 200, "the webhook answered {answer}");
@@ -240,19 +257,7 @@ async fn a_target_answering_500_then_201_is_retried_until_success() {
     )
     .await;
 
-    let body = outbound_message(
-        ORG_ID,
-        &[Notified {
-            notification_id: "04l8a00000Dq7AaAAJ",
-            user_id: "0058a00000LmN2pAAF",
-            fields: &[
-                ("Username", MARTA),
-                ("LastName", "Fernandes"),
-                ("Email", MARTA),
-                ("IsActive", "true"),
-            ],
-        }],
-    );
+    let body = marta_joins("04l8a00000Dq7AaAAJ");
     post_ok(&stack, &body).await;
 
     let entries = stack.log_entries(&format!("user={MARTA}")).await;
@@ -329,19 +334,7 @@ async fn a_notification_for_another_object_is_refused_alone() {
     let scim = Target::new("other-object");
     let stack = stack_for(&scim).await;
     let contact = r#"<Notification><Id>04l8a00000Dq7AcAAJ</Id><sObject xsi:type="sf:Contact" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>0038a00000AbCdEAAV</sf:Id><sf:Email>x@y.z</sf:Email></sObject></Notification>"#;
-    let user = outbound_message(
-        ORG_ID,
-        &[Notified {
-            notification_id: "04l8a00000Dq7AdAAJ",
-            user_id: "0058a00000LmN2pAAF",
-            fields: &[
-                ("Username", MARTA),
-                ("LastName", "Fernandes"),
-                ("Email", MARTA),
-                ("IsActive", "true"),
-            ],
-        }],
-    );
+    let user = marta_joins("04l8a00000Dq7AdAAJ");
     let body = user.replace("<Notification>", &format!("{contact}<Notification>"));
     post_ok(&stack, &body).await;
 
@@ -358,19 +351,7 @@ async fn a_notification_for_another_object_is_refused_alone() {
 async fn bad_requests_are_refused_and_enqueue_nothing() {
     let scim = Target::new("bad-input");
     let stack = stack_for(&scim).await;
-    let good = outbound_message(
-        ORG_ID,
-        &[Notified {
-            notification_id: "04l8a00000Dq7AeAAJ",
-            user_id: "0058a00000LmN2pAAF",
-            fields: &[
-                ("Username", MARTA),
-                ("LastName", "Fernandes"),
-                ("Email", MARTA),
-                ("IsActive", "true"),
-            ],
-        }],
-    );
+    let good = marta_joins("04l8a00000Dq7AeAAJ");
     let url = stack.webhook_url();
     let base = url.rsplit_once('/').unwrap().0.to_owned();
     let xml = "text/xml; charset=utf-8";

@@ -287,7 +287,7 @@ fn preview(
     };
     let previews: Vec<_> = users
         .iter()
-        .map(|user| userprov_core::preview::preview(app_config, user, None))
+        .map(|user| userprov_core::preview::preview(app_config, user, None, &Default::default()))
         .collect();
     let text = if json {
         match serde_json::to_string_pretty(&previews) {

@@ -609,6 +609,7 @@ fn entry(
         error: None,
         request: Some(json!({"userName": username})),
         response: Some("{}".into()),
+        groups: None,
         duration_ms: 42,
     }
 }

@@ -31,7 +31,7 @@ fn previews_of_the_golden_users_match_their_expected_requests() {
     let mut mismatches = Vec::new();
     for input in inputs {
         let user = user_from_json_text(&std::fs::read_to_string(&input).unwrap()).unwrap();
-        let actual = render(&preview(app, &user, None));
+        let actual = render(&preview(app, &user, None, &Default::default()));
         let expected_path = input.with_extension("txt");
         if update {
             std::fs::write(&expected_path, &actual).unwrap();

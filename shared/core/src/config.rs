@@ -190,6 +190,9 @@ struct RawApp {
     tables: crate::expr::Tables,
     #[serde(default)]
     scope: crate::scope::RawScope,
+    /// Permission Set Groups to target groups or a role attribute.
+    #[serde(default)]
+    groups: Option<crate::groups::RawGroups>,
 }
 
 fn default_connector() -> String {
@@ -216,6 +219,7 @@ pub struct AppConfig {
     pub match_on: Vec<String>,
     pub mapping: Mapping,
     pub scope: crate::scope::Scope,
+    pub groups: Option<crate::groups::GroupMapping>,
 }
 
 impl AppConfig {
@@ -358,7 +362,11 @@ impl Config {
                 let filtered = scope_fields(&raw_app)
                     .into_iter()
                     .map(|f| ("scope.filter", f));
-                for (place, field) in read.chain(filtered) {
+                let grouped = raw_app
+                    .groups
+                    .iter()
+                    .map(|g| ("groups.from", g.from.clone()));
+                for (place, field) in read.chain(filtered).chain(grouped) {
                     if field != "Id" && !sent.contains(&field.to_ascii_lowercase()) {
                         issues.push(issue(
                             &format!("{at}.{place}"),
@@ -392,6 +400,30 @@ impl Config {
                     crate::scope::Scope::default()
                 }
             };
+            let groups = match &raw_app.groups {
+                None => None,
+                Some(raw_groups) => match crate::groups::GroupMapping::compile(raw_groups) {
+                    Ok(groups) => Some(groups),
+                    Err(errors) => {
+                        for (key, message) in errors {
+                            issues.push(issue(&format!("{at}.groups.{key}"), &message));
+                        }
+                        None
+                    }
+                },
+            };
+            if let Some(groups) = &groups
+                && groups.deliver_as == crate::groups::DeliverAs::Attribute
+                && mapping.targets(&groups.attribute)
+            {
+                issues.push(issue(
+                    &format!("{at}.groups.attribute"),
+                    &format!(
+                        "{:?} is also written by the mapping; let one of them own it",
+                        groups.attribute
+                    ),
+                ));
+            }
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -403,6 +435,7 @@ impl Config {
                 match_on: raw_app.match_on,
                 mapping,
                 scope,
+                groups,
             });
         }
 

@@ -109,6 +109,9 @@ pub struct LogEntry {
     pub request: Option<Value>,
     /// The start of the target's answer.
     pub response: Option<String>,
+    /// Group memberships added and removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<crate::groups::GroupChange>,
     pub duration_ms: u64,
 }
 

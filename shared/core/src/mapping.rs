@@ -4,10 +4,13 @@
 //! `name.givenName`, `emails[type eq "work"].value`, or an extension attribute by its full URN,
 //! `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::expr::{EvalError, Expr, Tables};
+use crate::ids::SalesforceId;
 use crate::source::SourceUser;
 
 pub const CORE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -33,6 +36,10 @@ pub struct DetailedRule {
     /// A constant value instead of a field.
     #[serde(default)]
     pub value: Option<toml::Value>,
+    /// The id, in this app, of the account of the user whose Salesforce id is in this field
+    /// (e.g. `ManagerId`), when userprov manages that account; null otherwise.
+    #[serde(default)]
+    pub account_of: Option<String>,
     /// Fail the job (naming this attribute) when the value is empty.
     #[serde(default)]
     pub required: bool,
@@ -69,6 +76,8 @@ enum Source {
     Field(String),
     Constant(Value),
     Expression(Expr),
+    /// The target id of the linked account of the user whose id is in the field.
+    AccountOf(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +111,10 @@ pub enum MapError {
         attribute: String,
         expression: String,
     },
+    #[error(
+        "required attribute {attribute} is empty: the user named by {field} has no account in this app yet"
+    )]
+    MissingLinkedAccount { attribute: String, field: String },
     #[error("attribute {attribute}: {error}")]
     Evaluation { attribute: String, error: EvalError },
 }
@@ -109,9 +122,9 @@ pub enum MapError {
 impl MapError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MissingRequired { .. } | Self::MissingRequiredExpression { .. } => {
-                "missing_required_attribute"
-            }
+            Self::MissingRequired { .. }
+            | Self::MissingRequiredExpression { .. }
+            | Self::MissingLinkedAccount { .. } => "missing_required_attribute",
             Self::Evaluation { .. } => "expression_error",
         }
     }
@@ -123,13 +136,13 @@ impl crate::error::Classify for MapError {
     }
 }
 
-fn is_field_name(name: &str) -> bool {
+pub(crate) fn is_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn is_attr_name(name: &str) -> bool {
+pub(crate) fn is_attr_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
@@ -380,25 +393,36 @@ impl Mapping {
                     }
                 },
                 MappingRule::Detailed(d) => {
-                    let source = match (d.from, d.expr, d.value) {
-                        (Some(field), None, None) => Source::Field(field),
-                        (None, Some(text), None) => match expression(&text) {
+                    let source = match (d.from, d.expr, d.value, d.account_of) {
+                        (Some(field), None, None, None) => Source::Field(field),
+                        (None, None, None, Some(field)) => {
+                            if !is_field_name(&field) {
+                                errors.push(fail(format!(
+                                    "{field:?} is not a Salesforce field API name"
+                                )));
+                                continue;
+                            }
+                            Source::AccountOf(field)
+                        }
+                        (None, Some(text), None, None) => match expression(&text) {
                             Ok(source) => source,
                             Err(message) => {
                                 errors.push(fail(message));
                                 continue;
                             }
                         },
-                        (None, None, Some(value)) => Source::Constant(toml_to_json(&value)),
-                        (None, None, None) => {
+                        (None, None, Some(value), None) => Source::Constant(toml_to_json(&value)),
+                        (None, None, None, None) => {
                             errors.push(fail(
-                                "give `from` (a Salesforce field), `expr` (an expression) or `value` (a constant)"
+                                "give `from` (a Salesforce field), `expr` (an expression), `value` (a constant) or `account_of` (a user id field such as ManagerId)"
                                     .into(),
                             ));
                             continue;
                         }
                         _ => {
-                            errors.push(fail("give only one of `from`, `expr` and `value`".into()));
+                            errors.push(fail(
+                                "give only one of `from`, `expr`, `value` and `account_of`".into(),
+                            ));
                             continue;
                         }
                     };
@@ -445,7 +469,7 @@ impl Mapping {
             .rules
             .iter()
             .flat_map(|r| match &r.source {
-                Source::Field(f) => vec![f.clone()],
+                Source::Field(f) | Source::AccountOf(f) => vec![f.clone()],
                 Source::Constant(_) => Vec::new(),
                 Source::Expression(e) => e.fields(),
             })
@@ -455,8 +479,36 @@ impl Mapping {
         fields
     }
 
-    /// Builds the SCIM User resource for a snapshot. Null optional attributes are left out.
+    /// The users whose linked accounts the mapping refers to for this user (`account_of`
+    /// rules, e.g. the manager), to be looked up before [`Mapping::apply_linked`].
+    pub fn referenced_users(&self, user: &SourceUser) -> Vec<SalesforceId> {
+        let mut ids: Vec<SalesforceId> = self
+            .rules
+            .iter()
+            .filter_map(|r| match &r.source {
+                Source::AccountOf(field) => user.text(field),
+                _ => None,
+            })
+            .filter_map(|text| SalesforceId::parse(text.trim()).ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Builds the SCIM User resource for a snapshot. Null optional attributes are left out;
+    /// `account_of` rules give nothing (see [`Mapping::apply_linked`]).
     pub fn apply(&self, user: &SourceUser) -> Result<Value, MapError> {
+        self.apply_linked(user, &BTreeMap::new())
+    }
+
+    /// Builds the resource, resolving `account_of` rules with `accounts`: Salesforce user id →
+    /// the id of that user's account in this app.
+    pub fn apply_linked(
+        &self,
+        user: &SourceUser,
+        accounts: &BTreeMap<SalesforceId, String>,
+    ) -> Result<Value, MapError> {
         let mut resource = Map::new();
         let mut schemas = vec![Value::String(CORE_USER_SCHEMA.to_owned())];
         for rule in &self.rules {
@@ -466,6 +518,11 @@ impl Mapping {
                     .cloned()
                     .or_else(|| (field == "Id").then(|| Value::String(user.id.to_string()))),
                 Source::Constant(value) => Some(value.clone()),
+                Source::AccountOf(field) => user
+                    .text(field)
+                    .and_then(|text| SalesforceId::parse(text.trim()).ok())
+                    .and_then(|id| accounts.get(&id))
+                    .map(|target_id| Value::String(target_id.clone())),
                 Source::Expression(expr) => {
                     let value = expr.eval(user).map_err(|error| MapError::Evaluation {
                         attribute: rule.target.raw.clone(),
@@ -486,6 +543,10 @@ impl Mapping {
                             expression: e.source().to_owned(),
                         },
                         Source::Field(f) => MapError::MissingRequired {
+                            attribute,
+                            field: f.clone(),
+                        },
+                        Source::AccountOf(f) => MapError::MissingLinkedAccount {
                             attribute,
                             field: f.clone(),
                         },

@@ -4,8 +4,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{AppConfig, DeactivateMode};
+use std::collections::BTreeMap;
+
+use crate::connector::scim::groups::{add_members_patches, remove_members_patches};
 use crate::connector::scim::{active_patch, filter_query};
 use crate::error::Classify;
+use crate::groups::DeliverAs;
+use crate::ids::SalesforceId;
 use crate::link::AccountLink;
 use crate::log::Operation;
 use crate::plan::{Plan, plan};
@@ -38,8 +43,14 @@ pub struct Preview {
 }
 
 /// Previews a user against an app, as if the account link were `link` (usually `None`: a
-/// first sync).
-pub fn preview(app: &AppConfig, user: &SourceUser, link: Option<&AccountLink>) -> Preview {
+/// first sync). `accounts` holds the known accounts of the users the mapping refers to (the
+/// manager); the others are shown as `{account of <id>}`.
+pub fn preview(
+    app: &AppConfig,
+    user: &SourceUser,
+    link: Option<&AccountLink>,
+    accounts: &BTreeMap<SalesforceId, String>,
+) -> Preview {
     let mut result = Preview {
         app: app.name.clone(),
         user_id: user.id.to_string(),
@@ -61,7 +72,13 @@ pub fn preview(app: &AppConfig, user: &SourceUser, link: Option<&AccountLink>) -
         .and_then(AccountLink::account)
         .unwrap_or("{id}")
         .to_owned();
-    let resource = || desired_resource(app, user);
+    let mut accounts = accounts.clone();
+    for id in app.mapping.referenced_users(user) {
+        accounts
+            .entry(id.clone())
+            .or_insert_with(|| format!("{{account of {id}}}"));
+    }
+    let resource = || desired_resource(app, user, &accounts);
     let mut push = |method, path: String, body, when| {
         result.requests.push(PlannedRequest {
             method,
@@ -118,6 +135,47 @@ pub fn preview(app: &AppConfig, user: &SourceUser, link: Option<&AccountLink>) -
                     );
                 }
                 DeactivateMode::Delete => push("DELETE", format!("/Users/{target}"), None, None),
+            }
+        }
+    }
+    if result.error.is_none()
+        && matches!(
+            result.operation,
+            Operation::Create | Operation::Update | Operation::Reactivate | Operation::Noop
+        )
+        && user.is_active() != Some(false)
+        && let Some(groups) = app
+            .groups
+            .as_ref()
+            .filter(|g| g.deliver_as == DeliverAs::Groups)
+    {
+        let last = link.map(|l| l.last_groups.clone()).unwrap_or_default();
+        let change = groups.change(&groups.desired(user), &last);
+        let member = [target.clone()];
+        for (names, add) in [(&change.added, true), (&change.removed, false)] {
+            for name in names {
+                let filter = format!("displayName eq {}", Value::String(name.clone()));
+                push(
+                    "GET",
+                    format!("/Groups{}", filter_query(&filter)),
+                    None,
+                    None,
+                );
+                let body = if add {
+                    add_members_patches(&member, groups.chunk_size)
+                } else {
+                    remove_members_patches(&member, groups.chunk_size, groups.member_removal)
+                };
+                push(
+                    "PATCH",
+                    format!("/Groups/{{id of {name}}}"),
+                    body.into_iter().next(),
+                    Some(if add {
+                        "add to a group the Permission Set Groups give"
+                    } else {
+                        "remove from a group the Permission Set Groups no longer give"
+                    }),
+                );
             }
         }
     }

@@ -13,8 +13,10 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::config::{AppConfig, Config, DeactivateMode};
-use crate::connector::{Connector, ConnectorError, MatchKey};
+use crate::connector::{Connector, ConnectorError, GroupOptions, MatchKey};
 use crate::error::{Classify, ErrorClass};
+use crate::groups::{DeliverAs, GroupChange, GroupMapping};
+use crate::ids::SalesforceId;
 use crate::job::Job;
 use crate::link::{AccountLink, ManagedBy};
 use crate::log::{
@@ -68,6 +70,8 @@ struct Applied {
     target_id: Option<String>,
     reason: Option<String>,
     request: Option<Value>,
+    /// Group memberships changed (or, in dry-run, that would change).
+    groups: Option<GroupChange>,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +342,12 @@ impl Worker {
             match self.execute(app, connector.as_ref(), job, link, plan).await {
                 Err(failure) if failure.link_conflict => last_conflict = Some(failure),
                 Ok(mut applied) => {
+                    if let Some(groups) = &app.groups
+                        && groups.deliver_as == DeliverAs::Groups
+                    {
+                        self.sync_groups(app, groups, connector.as_ref(), job, &mut applied)
+                            .await?;
+                    }
                     // With scope rules, say which rule let the user in.
                     if applied.reason.is_none()
                         && !app.scope.is_everyone()
@@ -376,7 +386,11 @@ impl Worker {
         });
         let payload = match &plan {
             Plan::CreateOrAdopt | Plan::Update | Plan::Reactivate => {
-                let payload = desired_resource(app, &job.user).map_err(|e| {
+                let accounts = self
+                    .linked_accounts(app, &job.user)
+                    .await
+                    .map_err(|e| Failure::from_store(operation, &e))?;
+                let payload = desired_resource(app, &job.user, &accounts).map_err(|e| {
                     Failure::new(
                         operation,
                         e.class(),
@@ -662,6 +676,139 @@ impl Worker {
         })
     }
 
+    /// The accounts in this app of the users the mapping refers to (`account_of`, e.g. the
+    /// manager), by Salesforce id. Users without an account are left out.
+    async fn linked_accounts(
+        &self,
+        app: &AppConfig,
+        user: &crate::source::SourceUser,
+    ) -> Result<BTreeMap<SalesforceId, String>, StoreError> {
+        let mut accounts = BTreeMap::new();
+        for id in app.mapping.referenced_users(user) {
+            if let Some(link) = self.links.get_link(&app.name, &id).await?
+                && link.active
+                && let Some(target_id) = link.target_id
+            {
+                accounts.insert(id, target_id);
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// Brings the account's group memberships to what the user's Permission Set Groups give,
+    /// sending only the additions and removals since what was last pushed. Runs after the
+    /// account itself is in place; an inactive account's memberships are left as they are.
+    async fn sync_groups(
+        &self,
+        app: &AppConfig,
+        groups: &GroupMapping,
+        connector: &dyn Connector,
+        job: &Job,
+        applied: &mut Applied,
+    ) -> Result<(), Failure> {
+        let operation = applied.operation;
+        let account_in_place =
+            matches!(
+                operation,
+                Operation::Create | Operation::Adopt | Operation::Update | Operation::Reactivate
+            ) && matches!(applied.status, LogStatus::Success | LogStatus::DryRun);
+        if !account_in_place && operation != Operation::Noop {
+            return Ok(());
+        }
+        let link = self
+            .links
+            .get_link(&app.name, &job.user.id)
+            .await
+            .map_err(|e| Failure::from_store(operation, &e))?;
+        if app.dry_run {
+            // Nothing was linked or sent: say what the memberships would become.
+            if applied.status == LogStatus::DryRun {
+                let last = link.map(|l| l.last_groups).unwrap_or_default();
+                let change = groups.change(&groups.desired(&job.user), &last);
+                applied.groups = Some(change).filter(|c| !c.is_empty());
+            }
+            return Ok(());
+        }
+        let Some(link) = link else {
+            return Ok(());
+        };
+        let Some(target_id) = link.target_id.clone().filter(|_| link.active) else {
+            return Ok(());
+        };
+        // The link's snapshot is the newest state applied; a stale job's user is not.
+        let user = link.snapshot.as_ref().unwrap_or(&job.user);
+        let desired = groups.desired(user);
+        let change = groups.change(&desired, &link.last_groups);
+        if change.is_empty() {
+            return Ok(());
+        }
+        let options = GroupOptions {
+            chunk_size: groups.chunk_size,
+            member_removal: groups.member_removal,
+        };
+        let member = [target_id];
+        let group_failure = |name: &str, error: &ConnectorError| {
+            let mut failure = Failure::from_connector(operation, error, None);
+            failure.message = format!("group {name:?}: {}", failure.message);
+            failure
+        };
+        for name in &change.added {
+            let group_id = connector
+                .group_id(name, groups.create_missing)
+                .await
+                .map_err(|e| group_failure(name, &e))?
+                .value;
+            let Some(group_id) = group_id else {
+                return Err(Failure::new(
+                    operation,
+                    ErrorClass::Permanent,
+                    "group_not_found",
+                    format!(
+                        "group {name:?} does not exist in app {} and groups.create_missing is false",
+                        app.name
+                    ),
+                ));
+            };
+            connector
+                .add_members(&group_id, &member, &options)
+                .await
+                .map_err(|e| group_failure(name, &e))?;
+        }
+        for name in &change.removed {
+            // A managed group that is gone has no members to remove.
+            let group_id = connector
+                .group_id(name, false)
+                .await
+                .map_err(|e| group_failure(name, &e))?
+                .value;
+            if let Some(group_id) = group_id {
+                match connector.remove_members(&group_id, &member, &options).await {
+                    Ok(_) | Err(ConnectorError::NotFound { .. }) => {}
+                    Err(error) => return Err(group_failure(name, &error)),
+                }
+            }
+        }
+        let mut next = link.clone();
+        next.last_groups = desired.into_iter().collect();
+        next.version = link.version + 1;
+        next.updated_at = self.clock.now();
+        self.save_link(operation, &next, Some(link.version)).await?;
+        let described = change.describe();
+        if applied.operation == Operation::Noop {
+            // The attributes were already right; the memberships were not.
+            applied.operation = Operation::Update;
+            applied.status = LogStatus::Success;
+            applied.reason = Some(described);
+        } else {
+            applied.reason = Some(match applied.reason.take() {
+                Some(reason) => format!("{reason}; {described}"),
+                None => described,
+            });
+        }
+        applied.groups = Some(change);
+        Ok(())
+    }
+
     fn next_link(
         &self,
         job: &Job,
@@ -727,6 +874,7 @@ impl Worker {
             error: None,
             request: applied.request,
             response: None,
+            groups: applied.groups,
             duration_ms,
         }
     }
@@ -779,16 +927,25 @@ fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> A
         target_id: None,
         reason,
         request: None,
+        groups: None,
     }
 }
 
-/// The resource pushed for an active user: the mapped attributes and `active: true`.
+/// The resource pushed for an active user: the mapped attributes, the role attribute when
+/// Permission Set Groups are delivered as one, and `active: true`. `accounts` resolves
+/// `account_of` rules (Salesforce user id → that user's account id in the app).
 pub fn desired_resource(
     app: &AppConfig,
     user: &crate::source::SourceUser,
+    accounts: &BTreeMap<SalesforceId, String>,
 ) -> Result<Value, crate::mapping::MapError> {
-    let mut payload = app.mapping.apply(user)?;
+    let mut payload = app.mapping.apply_linked(user, accounts)?;
     if let Value::Object(map) = &mut payload {
+        if let Some(groups) = &app.groups
+            && groups.deliver_as == DeliverAs::Attribute
+        {
+            map.insert(groups.attribute.clone(), groups.attribute_value(user));
+        }
         map.insert("active".into(), Value::Bool(true));
     }
     Ok(payload)

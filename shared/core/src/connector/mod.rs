@@ -152,4 +152,54 @@ pub trait Connector: Send + Sync {
     /// Sets the account's `active` flag.
     async fn set_active(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError>;
     async fn delete(&self, id: &str) -> Result<Reply<()>, ConnectorError>;
+
+    /// The id of the group with this display name; with `create`, a missing group is created.
+    /// `None` when it does not exist and `create` is false.
+    async fn group_id(
+        &self,
+        display_name: &str,
+        create: bool,
+    ) -> Result<Reply<Option<String>>, ConnectorError> {
+        let _ = (display_name, create);
+        Err(ConnectorError::Unsupported("groups".into()))
+    }
+
+    /// Adds accounts to a group; adding a member twice is not an error.
+    async fn add_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        let _ = (group_id, member_ids, options);
+        Err(ConnectorError::Unsupported("groups".into()))
+    }
+
+    /// Removes accounts from a group; other members are never touched.
+    async fn remove_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        let _ = (group_id, member_ids, options);
+        Err(ConnectorError::Unsupported("groups".into()))
+    }
+}
+
+/// How membership changes are sent to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// Most members in one request.
+    pub chunk_size: usize,
+    pub member_removal: crate::groups::MemberRemoval,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        Self {
+            chunk_size: 100,
+            member_removal: crate::groups::MemberRemoval::FilterPath,
+        }
+    }
 }

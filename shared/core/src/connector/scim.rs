@@ -16,12 +16,15 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::{Connector, ConnectorError, MatchKey, Reply, TargetAccount};
+use super::{Connector, ConnectorError, GroupOptions, MatchKey, Reply, TargetAccount};
 use crate::credentials::AuthProvider;
 use crate::log::{RESPONSE_EXCERPT_BYTES, truncate_response};
 use crate::mapping::TargetPath;
 use crate::ports::SecretValue;
 
+pub mod groups;
+
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
 const ACCEPTED_MEDIA_TYPES: &str = "application/scim+json, application/json";
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -682,6 +685,34 @@ impl Connector for ScimConnector {
             _ if answer.is_success() => Ok(reply((), &answer)),
             _ => Err(answer.failure()),
         }
+    }
+
+    async fn group_id(
+        &self,
+        display_name: &str,
+        create: bool,
+    ) -> Result<Reply<Option<String>>, ConnectorError> {
+        self.find_or_create_group(display_name, create).await
+    }
+
+    async fn add_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        self.change_members(group_id, member_ids, true, options)
+            .await
+    }
+
+    async fn remove_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        self.change_members(group_id, member_ids, false, options)
+            .await
     }
 }
 

@@ -714,6 +714,7 @@ mod tests {
             error: None,
             request: None,
             response: None,
+            groups: None,
             duration_ms: 12,
         }
     }

@@ -261,5 +261,20 @@ async fn preview(
     let user = crate::source_file::user_from_json(&request.user)
         .map_err(|e| bad_request("bad_user", e.to_string()))?;
     let link = state.links.get_link(&app.name, &user.id).await?;
-    Ok(Json(crate::preview::preview(app, &user, link.as_ref())).into_response())
+    let mut accounts = std::collections::BTreeMap::new();
+    for id in app.mapping.referenced_users(&user) {
+        if let Some(linked) = state.links.get_link(&app.name, &id).await?
+            && linked.active
+            && let Some(target_id) = linked.target_id
+        {
+            accounts.insert(id, target_id);
+        }
+    }
+    Ok(Json(crate::preview::preview(
+        app,
+        &user,
+        link.as_ref(),
+        &accounts,
+    ))
+    .into_response())
 }

@@ -90,6 +90,11 @@ enum Command {
         /// The file to check; without it, the built-in example.
         config: Option<PathBuf>,
     },
+    /// Print the JSON Schema of the configuration file, for editors and tools.
+    #[command(
+        after_help = "Examples:\n  userprov schema > userprov.schema.json\n\nWith the Even Better TOML extension (Taplo), start your config with:\n  #:schema ./userprov.schema.json"
+    )]
+    Schema,
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
@@ -158,6 +163,19 @@ async fn main() -> ExitCode {
             config,
             json,
         } => preview(&app, user, event, config, json),
+        Command::Schema => {
+            let schema = userprov_core::config::json_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: cannot print the schema: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Validate { config } => {
             let result = match &config {
                 Some(path) => Config::load(path),

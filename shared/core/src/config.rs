@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::ids::SalesforceId;
@@ -53,7 +54,7 @@ impl crate::error::Classify for ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Create,
@@ -81,7 +82,7 @@ impl Trigger {
 }
 
 /// How a leaver's account is removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeactivateMode {
     /// PATCH `active: false` (the account can be reactivated).
@@ -91,8 +92,10 @@ pub enum DeactivateMode {
     Delete,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// userprov configuration: the Salesforce source, the webhook, the worker and the connected apps.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "userprov configuration")]
 struct RawConfig {
     source: RawSource,
     #[serde(default)]
@@ -103,7 +106,8 @@ struct RawConfig {
     apps: Vec<RawApp>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The Salesforce org(s) that may send events.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
     org_ids: Vec<String>,
@@ -113,7 +117,7 @@ struct RawSource {
     fields: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// The secret holding the token that ends the Outbound Message URL.
@@ -131,7 +135,7 @@ impl Default for WebhookConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Deliveries of a job before it goes to the dead-letter queue (SQS maxReceiveCount).
@@ -167,9 +171,11 @@ impl WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One connected app.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawApp {
+    /// 1 to 40 lowercase letters, digits, '-' and '_'; unique.
     name: String,
     #[serde(default = "default_connector")]
     connector: String,
@@ -183,7 +189,9 @@ struct RawApp {
     deactivate: DeactivateMode,
     #[serde(default = "default_match_on")]
     match_on: Vec<String>,
+    /// SCIM attribute path → an expression over Salesforce fields, or a rule table.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, MappingRule>")]
     mapping: toml::Table,
     /// Lookup tables for `lookup(value, "table")` in mapping expressions.
     #[serde(default)]
@@ -461,6 +469,12 @@ impl Config {
     }
 }
 
+/// The JSON Schema of the configuration file, for editors (completion and checks as you type)
+/// and for tools. `infra/userprov.schema.json` is this, written out; a test keeps them equal.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
 /// The fields an app's scope filter reads (empty when it does not parse: that is reported
 /// elsewhere).
 fn scope_fields(app: &RawApp) -> Vec<String> {
@@ -600,6 +614,59 @@ externalId = "Id"
             ]
         );
         assert!(error.issues[0].message.contains("\"FirstName\""));
+    }
+
+    #[test]
+    fn the_published_json_schema_is_the_one_the_types_give() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infra/userprov.schema.json"
+        );
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let published = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            published == generated,
+            "infra/userprov.schema.json is out of date: run `UPDATE_GOLDEN=1 cargo test -p userprov-core json_schema` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_json_schema_refuses_unknown_keys_and_knows_every_section() {
+        let schema = json_schema();
+        assert_eq!(schema["additionalProperties"], false);
+        let sections: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(sections, vec!["apps", "source", "webhook", "worker"]);
+        let app = &schema["$defs"]["RawApp"];
+        assert_eq!(app["additionalProperties"], false);
+        for key in ["mapping", "scope", "groups", "triggers", "deactivate"] {
+            assert!(app["properties"].get(key).is_some(), "apps.{key} missing");
+        }
+    }
+
+    #[test]
+    fn the_json_schema_accepts_the_example_and_refuses_what_the_parser_refuses() {
+        let validator = jsonschema::validator_for(&json_schema()).unwrap();
+        let as_json = |text: &str| {
+            serde_json::to_value(toml::from_str::<toml::Table>(text).unwrap()).unwrap()
+        };
+        let example = as_json(EXAMPLE_CONFIG);
+        let problems: Vec<String> = validator
+            .iter_errors(&example)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(problems.is_empty(), "{problems:#?}");
+        let misspelt = as_json(&EXAMPLE_CONFIG.replace("match_on =", "match_onn ="));
+        assert!(!validator.is_valid(&misspelt));
+        let bad_trigger = as_json(&EXAMPLE_CONFIG.replace("\"reactivate\"]", "\"reactivated\"]"));
+        assert!(!validator.is_valid(&bad_trigger));
     }
 
     #[test]

@@ -8,13 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::source::SourceUser;
 
 /// How the mapped names reach the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliverAs {
     /// Membership of SCIM Groups, changed with PATCH add/remove on `/Groups/{id}`.
@@ -25,7 +26,7 @@ pub enum DeliverAs {
 }
 
 /// How a member is removed from a group: SCIM targets disagree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberRemoval {
     /// RFC 7644: `{"op": "remove", "path": "members[value eq \"id\"]"}`.
@@ -36,7 +37,7 @@ pub enum MemberRemoval {
 }
 
 /// One Permission Set Group gives one target group, or several.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GroupNames {
     One(String),
@@ -44,7 +45,7 @@ pub enum GroupNames {
 }
 
 /// `[apps.groups]` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGroups {
     /// The source field listing the user's Permission Set Groups, e.g. `PermissionSetGroups__c`.

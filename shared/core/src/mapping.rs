@@ -17,14 +17,14 @@ pub const CORE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
 /// A rule as written in the file: an expression (a bare field name is the simplest), or a
 /// table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum MappingRule {
     Field(String),
     Detailed(DetailedRule),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetailedRule {
     /// The Salesforce field to read.
@@ -35,6 +35,7 @@ pub struct DetailedRule {
     pub expr: Option<String>,
     /// A constant value instead of a field.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub value: Option<toml::Value>,
     /// The id, in this app, of the account of the user whose Salesforce id is in this field
     /// (e.g. `ManagerId`), when userprov manages that account; null otherwise.
@@ -45,6 +46,7 @@ pub struct DetailedRule {
     pub required: bool,
     /// Used when the field is null or absent.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub default: Option<toml::Value>,
 }
 

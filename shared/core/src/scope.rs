@@ -10,7 +10,7 @@ use crate::ids::SalesforceId;
 use crate::source::SourceUser;
 
 /// What happens to the account of a user who is (or falls) out of scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutOfScope {
     /// Leave the account as it is; log the user as skipped.
@@ -21,7 +21,7 @@ pub enum OutOfScope {
 }
 
 /// `[apps.scope]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScope {
     #[serde(default)]

@@ -249,9 +249,9 @@ impl Worker {
 
     async fn handle_job(&self, job: &Job, attempt: u32) -> Disposition {
         let started = Instant::now();
-        let result = self.provision(job).await;
+        let (result, notes) = crate::credentials::collect_notes(self.provision(job)).await;
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (entry, disposition) = match result {
+        let (mut entry, disposition) = match result {
             Ok(applied) => {
                 tracing::info!(
                     operation = applied.operation.as_str(),
@@ -295,6 +295,13 @@ impl Worker {
                 )
             }
         };
+        // What happened to the credentials on the way (an OAuth2 refresh, the refresh token's
+        // age) goes with the entry's reason.
+        if !notes.is_empty() {
+            let mut reason: Vec<String> = entry.reason.take().into_iter().collect();
+            reason.extend(notes);
+            entry.reason = Some(reason.join("; "));
+        }
         match self.log.append(&entry).await {
             Ok(()) => disposition,
             Err(error) => {

@@ -73,6 +73,10 @@ pub enum ConnectorError {
     Config(String),
     #[error("cannot get credentials for the target: {0}")]
     Credentials(String),
+    /// The authorization server refused the stored grant (a revoked or expired refresh token,
+    /// wrong client credentials): only an admin can fix it. The message says how.
+    #[error("reauthorize: {message}")]
+    Reauthorize { message: String },
 }
 
 impl ConnectorError {
@@ -91,6 +95,7 @@ impl ConnectorError {
             Self::Unsupported(_) => "unsupported".into(),
             Self::Config(_) => "config".into(),
             Self::Credentials(_) => "credentials".into(),
+            Self::Reauthorize { .. } => "reauthorize".into(),
         }
     }
 
@@ -129,7 +134,8 @@ impl Classify for ConnectorError {
             Self::Rejected { .. }
             | Self::Conflict { .. }
             | Self::NotFound { .. }
-            | Self::Unauthorized => ErrorClass::Permanent,
+            | Self::Unauthorized
+            | Self::Reauthorize { .. } => ErrorClass::Permanent,
             Self::BadResponse(_) => ErrorClass::Transient,
             Self::Unsupported(_) => ErrorClass::Permanent,
             Self::Config(_) => ErrorClass::Config,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::scim::{ScimConnector, ScimSettings, http_client};
 use super::{Connector, ConnectorError};
 use crate::config::Config;
-use crate::credentials::SecretBearer;
+use crate::credentials::SecretCredentials;
 use crate::ports::SecretStore;
 
 /// One connector per app, sharing one HTTP client (and so its connection pool).
@@ -24,7 +24,11 @@ pub fn build_connectors(
                     base_url: app.base_url.clone(),
                     timeout: config.worker.request_timeout(),
                 },
-                Arc::new(SecretBearer::new(secrets.clone(), &app.secret)),
+                Arc::new(SecretCredentials::new(
+                    secrets.clone(),
+                    &app.secret,
+                    http.clone(),
+                )),
             )),
             other => {
                 return Err(ConnectorError::Config(format!(

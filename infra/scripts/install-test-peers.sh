@@ -4,13 +4,16 @@
 #   .venv            moto[server] (AWS APIs for the adapter tests), scim2-server (the SCIM target)
 #   .venv-ministack  ministack (local AWS that runs the deployed stack) + aws-sam-translator
 #   .venv-sam        aws-sam-cli, cfn-lint, cargo-lambda (with zig): build and check template.yaml
+#   .tools/oidc-provider  oidc-provider from npm (the OAuth2 authorization server of the credential
+#                    tests), installed from tests/peers/oidc-provider/package-lock.json with `npm ci`
 #
 # Idempotent: a venv whose installed versions already match its pins is left alone (a stamp
 # file records the pins it was made with). Every package, direct or not, is pinned: the lists
 # below are the complete resolved sets, used as pip constraints.
 #
 #   bash infra/scripts/install-test-peers.sh            # all three
-#   bash infra/scripts/install-test-peers.sh .venv-sam  # only the named ones
+#   bash infra/scripts/install-test-peers.sh .venv-sam  # only the named ones (.venv, .venv-ministack,
+#                                                       # .venv-sam, .tools/oidc-provider)
 #
 # USERPROV_PYTHON picks the interpreter (default python3, 3.10 or newer).
 set -euo pipefail
@@ -99,7 +102,7 @@ selected() {
 
 WANTED=("$@")
 for w in "${WANTED[@]}"; do
-    case $w in .venv | .venv-ministack | .venv-sam) ;; *) die "unknown venv $w (.venv, .venv-ministack or .venv-sam)" ;; esac
+    case $w in .venv | .venv-ministack | .venv-sam | .tools/oidc-provider) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam or .tools/oidc-provider)" ;; esac
 done
 
 if selected .venv; then
@@ -295,4 +298,29 @@ ziglang==0.17.1
 PINS
 fi
 
-say "done: $(cd "$REPO" && ls -d .venv .venv-ministack .venv-sam 2>/dev/null | tr "\n" " ")"
+# ensure_npm_tools NAME: `npm ci` of tests/peers/NAME (package.json + package-lock.json, every
+# version pinned by the lock) into .tools/NAME, unless its stamp says the lock is already there.
+ensure_npm_tools() {
+    local name=$1
+    local source=$REPO/tests/peers/$name dir=$REPO/.tools/$name want
+    command -v node >/dev/null || die "node not found: install Node.js 20 or newer (Debian: apt-get install nodejs npm)"
+    command -v npm >/dev/null || die "npm not found (Debian: apt-get install npm)"
+    want=$(cat "$source/package.json" "$source/package-lock.json" | sha256sum | cut -c1-32)
+    if [[ -f $dir/$STAMP_NAME && $(cat "$dir/$STAMP_NAME") == "$want" && -d $dir/node_modules ]]; then
+        say ".tools/$name: up to date"
+        return 0
+    fi
+    say ".tools/$name: installing with npm ci ($(node --version))"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$source/package.json" "$source/package-lock.json" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$dir/$STAMP_NAME"
+    say ".tools/$name: ready"
+}
+
+if selected .tools/oidc-provider; then
+    ensure_npm_tools oidc-provider
+fi
+
+say "done: $(cd "$REPO" && ls -d .venv .venv-ministack .venv-sam .tools/* 2>/dev/null | tr "\n" " ")"

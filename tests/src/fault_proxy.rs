@@ -69,6 +69,11 @@ impl FaultProxy {
         });
     }
 
+    /// The next request with the fault's method gets the fault's status, body and headers.
+    pub fn fail_next_with(&self, fault: Fault) {
+        self.state.faults.lock().unwrap().push_back(fault);
+    }
+
     /// Every request seen: (method, path, status answered).
     pub fn seen(&self) -> Vec<(String, String, u16)> {
         self.state.seen.lock().unwrap().clone()

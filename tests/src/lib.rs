@@ -7,6 +7,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod auth_gate;
 pub mod aws_fixtures;
 pub mod fault_proxy;
 pub mod peers;

@@ -146,6 +146,11 @@ pub struct WorkerConfig {
     pub max_delay_secs: u64,
     /// Timeout of one request to a target.
     pub request_timeout_secs: u64,
+    /// Failed attempts, throttling (HTTP 429, the app's rate limit) not counted, before a job is
+    /// dead-lettered; at most `max_attempts`, which counts every delivery. Default: `max_attempts`.
+    /// Set `max_attempts = 25, max_failed_attempts = 5` to let a throttled job wait its turn
+    /// many times while a broken one still stops after 5 tries.
+    pub max_failed_attempts: Option<u32>,
 }
 
 impl Default for WorkerConfig {
@@ -155,6 +160,7 @@ impl Default for WorkerConfig {
             base_delay_ms: 1000,
             max_delay_secs: 900,
             request_timeout_secs: 10,
+            max_failed_attempts: None,
         }
     }
 }
@@ -201,6 +207,41 @@ struct RawApp {
     /// Permission Set Groups to target groups or a role attribute.
     #[serde(default)]
     groups: Option<crate::groups::RawGroups>,
+    #[serde(default)]
+    rate_limit: Option<RateLimitConfig>,
+}
+
+/// `[apps.rate_limit]`: a token bucket shared by every call to the app from this process.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained rate; fractions allowed (Slack's 180 writes a minute is 3).
+    pub requests_per_second: f64,
+    /// Calls allowed at once after a quiet spell; default: one second's worth, at least 1.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The longest a call waits for its turn; beyond that the job is put back on the queue
+    /// for later instead (a Lambda must not sleep past its deadline).
+    #[serde(default = "default_rate_limit_max_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+fn default_rate_limit_max_wait_ms() -> u64 {
+    2_000
+}
+
+impl RateLimitConfig {
+    pub fn burst(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| self.requests_per_second.ceil().clamp(1.0, 1_000_000.0) as u32)
+    }
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+    /// The time one request's permit takes to come back.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.requests_per_second)
+    }
 }
 
 fn default_connector() -> String {
@@ -228,6 +269,7 @@ pub struct AppConfig {
     pub mapping: Mapping,
     pub scope: crate::scope::Scope,
     pub groups: Option<crate::groups::GroupMapping>,
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl AppConfig {
@@ -303,6 +345,14 @@ impl Config {
             issues.push(issue(
                 "worker.max_attempts",
                 "must be between 1 and 1000 (the SQS maxReceiveCount range)",
+            ));
+        }
+        if let Some(failed) = raw.worker.max_failed_attempts
+            && (failed == 0 || failed > raw.worker.max_attempts)
+        {
+            issues.push(issue(
+                "worker.max_failed_attempts",
+                "must be between 1 and worker.max_attempts",
             ));
         }
         if raw.worker.request_timeout_secs == 0 {
@@ -432,6 +482,27 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(limit) = &raw_app.rate_limit {
+                let rate = limit.requests_per_second;
+                if !(rate.is_finite() && (0.001..=100_000.0).contains(&rate)) {
+                    issues.push(issue(
+                        &format!("{at}.rate_limit.requests_per_second"),
+                        "must be a number between 0.001 and 100000",
+                    ));
+                }
+                if limit.burst == Some(0) {
+                    issues.push(issue(
+                        &format!("{at}.rate_limit.burst"),
+                        "must be at least 1",
+                    ));
+                }
+                if limit.max_wait_ms > 60_000 {
+                    issues.push(issue(
+                        &format!("{at}.rate_limit.max_wait_ms"),
+                        "must be at most 60000: longer waits belong on the queue",
+                    ));
+                }
+            }
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -444,6 +515,7 @@ impl Config {
                 mapping,
                 scope,
                 groups,
+                rate_limit: raw_app.rate_limit,
             });
         }
 
@@ -673,5 +745,48 @@ externalId = "Id"
     fn the_example_configuration_is_valid() {
         let config = Config::example().unwrap();
         assert_eq!(config.apps[0].name, "slack");
+    }
+
+    #[test]
+    fn a_rate_limit_is_read_and_checked() {
+        let app = |limit: &str| {
+            format!(
+                "[source]\norg_ids = [\"00D8a000002bQxTEAU\"]\n[[apps]]\nname = \"slack\"\nbase_url = \"https://scim.example.com/v2\"\nsecret = \"userprov/slack\"\n{limit}\n[apps.mapping]\nuserName = \"Username\"\n"
+            )
+        };
+        let config = Config::parse(
+            &app("rate_limit = { requests_per_second = 3, burst = 10 }"),
+            "t",
+        )
+        .unwrap();
+        let limit = config.apps[0].rate_limit.unwrap();
+        assert_eq!(
+            (limit.burst(), limit.max_wait()),
+            (10, Duration::from_secs(2))
+        );
+        assert_eq!(limit.period(), Duration::from_secs_f64(1.0 / 3.0));
+        let fractional =
+            Config::parse(&app("rate_limit = { requests_per_second = 0.5 }"), "t").unwrap();
+        assert_eq!(fractional.apps[0].rate_limit.unwrap().burst(), 1);
+        assert!(
+            Config::parse(&app(""), "t").unwrap().apps[0]
+                .rate_limit
+                .is_none()
+        );
+
+        let error = Config::parse(
+            &app("rate_limit = { requests_per_second = 0, burst = 0, max_wait_ms = 900000 }"),
+            "t",
+        )
+        .unwrap_err();
+        let locations: Vec<&str> = error.issues.iter().map(|i| i.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            vec![
+                "apps[slack].rate_limit.requests_per_second",
+                "apps[slack].rate_limit.burst",
+                "apps[slack].rate_limit.max_wait_ms",
+            ]
+        );
     }
 }

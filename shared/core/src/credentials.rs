@@ -5,6 +5,7 @@
 //! rotated since it was cached.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,6 +14,33 @@ use tokio::sync::Mutex;
 
 use crate::connector::ConnectorError;
 use crate::ports::{SecretError, SecretStore, SecretValue};
+
+pub mod oauth2;
+pub use oauth2::{CredentialSecret, SecretCredentials};
+
+tokio::task_local! {
+    /// Notes for the provisioning log entry of the job being handled (see [`collect_notes`]).
+    static JOB_NOTES: Arc<std::sync::Mutex<Vec<String>>>;
+}
+
+/// Runs `work` and returns, with its output, the notes credentials providers made meanwhile
+/// (an OAuth2 refresh and the refresh token's age), for the job's log entry. Providers are
+/// shared by every job of an app, so the notes travel with the task, not the provider.
+pub async fn collect_notes<F: Future>(work: F) -> (F::Output, Vec<String>) {
+    let notes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let output = JOB_NOTES.scope(notes.clone(), work).await;
+    let taken = notes.lock().map(|mut n| std::mem::take(&mut *n));
+    (output, taken.unwrap_or_default())
+}
+
+/// Adds a note to the current job's log entry, when a job is being handled.
+pub(crate) fn note(text: String) {
+    let _ = JOB_NOTES.try_with(|notes| {
+        if let Ok(mut notes) = notes.lock() {
+            notes.push(text);
+        }
+    });
+}
 
 #[async_trait]
 pub trait AuthProvider: Send + Sync {
@@ -25,7 +53,8 @@ pub trait AuthProvider: Send + Sync {
 /// A static bearer token kept in the secret store under the app's `secret` name.
 ///
 /// The secret holds either `{"type":"bearer","token":"..."}` or the bare token. It is read on
-/// first use and cached; [`AuthProvider::refresh`] reads it again.
+/// first use and cached; [`AuthProvider::refresh`] reads it again. [`SecretCredentials`] reads
+/// every kind of secret, OAuth2 included; connectors use that one.
 pub struct SecretBearer {
     store: Arc<dyn SecretStore>,
     secret_name: String,
@@ -105,7 +134,7 @@ fn parse_bearer_secret(name: &str, raw: &str) -> Result<String, ConnectorError> 
             Some(kind) if kind.eq_ignore_ascii_case("bearer") => {}
             Some(kind) if is_known_kind(kind) => {
                 return Err(malformed(&format!(
-                    "credentials of type {kind:?} are not supported yet; store {{\"type\":\"bearer\",\"token\":\"...\"}}"
+                    "credentials of type {kind:?} are OAuth2 credentials, which SecretBearer does not read; use SecretCredentials"
                 )));
             }
             Some(_) => return Err(malformed("its \"type\" is unknown; expected \"bearer\"")),
@@ -133,8 +162,8 @@ fn parse_bearer_secret(name: &str, raw: &str) -> Result<String, ConnectorError> 
     Ok(token)
 }
 
-/// The other credential kinds userprov will accept, recognised so the message says "not yet"
-/// rather than "unknown".
+/// The OAuth2 credential kinds, recognised so the message points to [`SecretCredentials`]
+/// rather than saying "unknown".
 fn is_known_kind(kind: &str) -> bool {
     [
         "oauth2_client_credentials",
@@ -238,12 +267,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unsupported_credential_type_says_so_without_the_value() {
+    async fn an_oauth2_secret_points_to_secret_credentials_without_the_value() {
         let secret =
             r#"{"type":"oauth2_client_credentials","client_id":"id-9","client_secret":"sekrit-9"}"#;
         let error = header_for(secret).await.unwrap_err();
         assert_names_secret_without_value(&error, "sekrit-9");
-        assert!(error.to_string().contains("not supported yet"), "{error}");
+        assert!(error.to_string().contains("SecretCredentials"), "{error}");
     }
 
     #[tokio::test]

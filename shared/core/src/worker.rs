@@ -30,6 +30,9 @@ use crate::ports::{Clock, Disposition, LinkStore, LogStore, ReceivedMessage, Sto
 pub struct RetryPolicy {
     /// Deliveries before the job is dead-lettered (the queue's maxReceiveCount).
     pub max_attempts: u32,
+    /// Failed attempts, throttled ones not counted, before the job is dead-lettered (capped by
+    /// `max_attempts`).
+    pub max_failed_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
 }
@@ -41,6 +44,10 @@ impl RetryPolicy {
     pub fn from_config(config: &Config) -> Self {
         Self {
             max_attempts: config.worker.max_attempts,
+            max_failed_attempts: config
+                .worker
+                .max_failed_attempts
+                .unwrap_or(config.worker.max_attempts),
             base_delay: config.worker.base_delay(),
             max_delay: config.worker.max_delay(),
         }
@@ -86,6 +93,8 @@ struct Failure {
     request: Option<Value>,
     /// The link changed under us: re-read and re-plan.
     link_conflict: bool,
+    /// The target (or the app's rate limit) throttled us: not counted as a failed attempt.
+    throttling: bool,
 }
 
 impl Failure {
@@ -100,6 +109,7 @@ impl Failure {
             response: None,
             request: None,
             link_conflict: false,
+            throttling: false,
         }
     }
 
@@ -119,6 +129,7 @@ impl Failure {
             retry_after: error.retry_after(),
             response,
             request: request.map(redact),
+            throttling: error.is_throttling(),
             ..Self::new(operation, error.class(), &error.code(), error.to_string())
         }
     }
@@ -253,9 +264,9 @@ impl Worker {
 
     async fn handle_job(&self, job: &Job, attempt: u32) -> Disposition {
         let started = Instant::now();
-        let result = self.provision(job).await;
+        let (result, notes) = crate::credentials::collect_notes(self.provision(job)).await;
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (entry, disposition) = match result {
+        let (mut entry, disposition) = match result {
             Ok(applied) => {
                 tracing::info!(
                     operation = applied.operation.as_str(),
@@ -268,7 +279,10 @@ impl Worker {
                 )
             }
             Err(failure) => {
-                let last_attempt = attempt >= self.retry.max_attempts;
+                let last_attempt = attempt >= self.retry.max_attempts
+                    || (!failure.throttling
+                        && self.failed_attempts(job, attempt).await
+                            >= self.retry.max_failed_attempts);
                 let (status, disposition) = if failure.class.is_retryable() && !last_attempt {
                     let delay = self.retry.delay(attempt, failure.retry_after);
                     (LogStatus::Retrying, Disposition::RetryAfter(delay))
@@ -299,6 +313,13 @@ impl Worker {
                 )
             }
         };
+        // What happened to the credentials on the way (an OAuth2 refresh, the refresh token's
+        // age) goes with the entry's reason.
+        if !notes.is_empty() {
+            let mut reason: Vec<String> = entry.reason.take().into_iter().collect();
+            reason.extend(notes);
+            entry.reason = Some(reason.join("; "));
+        }
         match self.log.append(&entry).await {
             Ok(()) => disposition,
             Err(error) => {
@@ -309,6 +330,40 @@ impl Worker {
                     Disposition::DeadLetter { .. } => disposition,
                     _ => Disposition::RetryAfter(self.retry.delay(attempt, None)),
                 }
+            }
+        }
+    }
+
+    /// Failed attempts of this job so far, this one included, leaving out the throttled ones
+    /// the log recorded. Without the log, every delivery counts.
+    async fn failed_attempts(&self, job: &Job, attempt: u32) -> u32 {
+        if attempt < self.retry.max_failed_attempts {
+            return attempt; // cannot be the last failed attempt yet: skip the query
+        }
+        let query = crate::log::LogQuery {
+            app: Some(job.app.clone()),
+            event_id: Some(job.event_id.clone()),
+            status: Some(LogStatus::Retrying),
+            limit: crate::log::MAX_PAGE_SIZE,
+            ..Default::default()
+        };
+        match self.log.query(&query).await {
+            Ok(page) => {
+                let throttled = page
+                    .entries
+                    .iter()
+                    .filter(|e| query.matches(e) && e.user_id == job.user.id.as_str())
+                    .filter(|e| {
+                        e.error.as_ref().is_some_and(|error| {
+                            crate::connector::THROTTLING_CODES.contains(&error.code.as_str())
+                        })
+                    })
+                    .count();
+                attempt.saturating_sub(u32::try_from(throttled).unwrap_or(u32::MAX))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the log to count throttled attempts");
+                attempt
             }
         }
     }
@@ -888,6 +943,11 @@ impl Worker {
         failure: Failure,
     ) -> LogEntry {
         let reason = match status {
+            LogStatus::Retrying if failure.throttling => Some(format!(
+                "attempt {attempt} throttled; retrying when the target allows (throttling is not \
+                 counted against the {} failed attempts allowed)",
+                self.retry.max_failed_attempts
+            )),
             LogStatus::Retrying => Some(format!(
                 "attempt {attempt} of {} failed; retrying",
                 self.retry.max_attempts
@@ -1140,6 +1200,7 @@ mod tests {
             Arc::new(SystemClock),
             RetryPolicy {
                 max_attempts,
+                max_failed_attempts: max_attempts,
                 base_delay: Duration::from_millis(100),
                 max_delay: Duration::from_secs(1),
             },
@@ -1243,6 +1304,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn throttled_attempts_do_not_use_up_the_failed_attempts_allowed() {
+        let mut f = fixture(10);
+        f.worker.retry.max_failed_attempts = 2;
+        {
+            let mut failures = f.target.create_failures.lock().unwrap();
+            for _ in 0..3 {
+                failures.push_back(ConnectorError::Throttled {
+                    status: 429,
+                    retry_after: Some(Duration::from_secs(1)),
+                });
+            }
+            failures.push_back(ConnectorError::Timeout);
+            failures.push_back(ConnectorError::Timeout);
+        }
+
+        let mut dispositions = Vec::new();
+        for delivery in 1..=5 {
+            dispositions.push(
+                f.worker
+                    .handle_message(&message(ANA, "ana", delivery))
+                    .await,
+            );
+        }
+
+        assert_eq!(
+            dispositions[..3],
+            vec![Disposition::RetryAfter(Duration::from_secs(1)); 3],
+            "three throttled deliveries wait as the target asked"
+        );
+        assert!(
+            matches!(dispositions[3], Disposition::RetryAfter(_)),
+            "the first failure is retried"
+        );
+        assert!(
+            matches!(dispositions[4], Disposition::DeadLetter { .. }),
+            "the second failure is the last allowed, though it is the fifth delivery"
+        );
+        let log = f.log.0.lock().unwrap();
+        let statuses: Vec<LogStatus> = log.iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                LogStatus::Retrying,
+                LogStatus::Retrying,
+                LogStatus::Retrying,
+                LogStatus::Retrying,
+                LogStatus::DeadLettered
+            ]
+        );
+        assert!(
+            log[0].reason.as_deref().unwrap().contains("throttled"),
+            "{:?}",
+            log[0].reason
+        );
+    }
+
+    #[tokio::test]
+    async fn without_throttling_every_delivery_is_a_failed_attempt() {
+        let mut f = fixture(10);
+        f.worker.retry.max_failed_attempts = 2;
+        f.target
+            .create_failures
+            .lock()
+            .unwrap()
+            .extend([ConnectorError::Timeout, ConnectorError::Timeout]);
+
+        let first = f.worker.handle_message(&message(ANA, "ana", 1)).await;
+        let second = f.worker.handle_message(&message(ANA, "ana", 2)).await;
+
+        assert!(matches!(first, Disposition::RetryAfter(_)));
+        assert!(matches!(second, Disposition::DeadLetter { .. }));
+    }
+
+    #[tokio::test]
     async fn a_permanent_failure_is_not_retried() {
         let f = fixture(5);
         f.target
@@ -1288,6 +1423,7 @@ mod tests {
     fn backoff_grows_exponentially_within_the_cap_with_full_jitter() {
         let policy = RetryPolicy {
             max_attempts: 10,
+            max_failed_attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
         };

@@ -2,6 +2,7 @@
 
 pub mod ministack;
 pub mod moto;
+pub mod oidc_provider;
 pub mod scim2_server;
 
 use std::net::TcpListener;

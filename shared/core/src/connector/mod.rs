@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::{Classify, ErrorClass};
 
 pub mod mock;
+pub mod rate_limit;
 pub mod registry;
 pub mod scim;
 
@@ -73,7 +74,34 @@ pub enum ConnectorError {
     Config(String),
     #[error("cannot get credentials for the target: {0}")]
     Credentials(String),
+    /// The authorization server refused the stored grant (a revoked or expired refresh token,
+    /// wrong client credentials): only an admin can fix it. The message says how.
+    #[error("reauthorize: {message}")]
+    Reauthorize { message: String },
+    /// userprov's own rate limit for the app has no permit for a while: nothing was sent.
+    #[error("the app's rate limit allows no call for {retry_after:?}; the job waits on the queue")]
+    RateLimited { retry_after: Duration },
 }
+
+impl ConnectorError {
+    /// True for throttling (the target's 429 or 503, or userprov's own rate limit): not a fault
+    /// of the job, so it should not use up the attempts meant for real errors.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled { .. }
+                | Self::RateLimited { .. }
+                | Self::ServerError {
+                    status: 503,
+                    retry_after: Some(_),
+                    ..
+                }
+        )
+    }
+}
+
+/// The log codes of throttling errors (see [`ConnectorError::is_throttling`]).
+pub const THROTTLING_CODES: [&str; 2] = ["throttled", "rate_limited"];
 
 impl ConnectorError {
     /// A stable code for the log.
@@ -91,6 +119,8 @@ impl ConnectorError {
             Self::Unsupported(_) => "unsupported".into(),
             Self::Config(_) => "config".into(),
             Self::Credentials(_) => "credentials".into(),
+            Self::Reauthorize { .. } => "reauthorize".into(),
+            Self::RateLimited { .. } => "rate_limited".into(),
         }
     }
 
@@ -112,6 +142,7 @@ impl ConnectorError {
             Self::Throttled { retry_after, .. } | Self::ServerError { retry_after, .. } => {
                 *retry_after
             }
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -121,6 +152,7 @@ impl Classify for ConnectorError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Throttled { .. }
+            | Self::RateLimited { .. }
             | Self::ServerError { .. }
             | Self::Timeout
             | Self::Network(_) => ErrorClass::Transient,
@@ -129,7 +161,8 @@ impl Classify for ConnectorError {
             Self::Rejected { .. }
             | Self::Conflict { .. }
             | Self::NotFound { .. }
-            | Self::Unauthorized => ErrorClass::Permanent,
+            | Self::Unauthorized
+            | Self::Reauthorize { .. } => ErrorClass::Permanent,
             Self::BadResponse(_) => ErrorClass::Transient,
             Self::Unsupported(_) => ErrorClass::Permanent,
             Self::Config(_) => ErrorClass::Config,

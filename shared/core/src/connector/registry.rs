@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::rate_limit::RateLimiter;
 use super::scim::{ScimConnector, ScimSettings, http_client};
 use super::{Connector, ConnectorError};
 use crate::config::Config;
-use crate::credentials::SecretBearer;
+use crate::credentials::SecretCredentials;
 use crate::ports::SecretStore;
 
 /// One connector per app, sharing one HTTP client (and so its connection pool).
@@ -17,14 +18,27 @@ pub fn build_connectors(
     let http = http_client(config.worker.request_timeout())?;
     let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
     for app in &config.apps {
+        let limiter = app
+            .rate_limit
+            .as_ref()
+            .map(RateLimiter::new)
+            .transpose()?
+            .map(Arc::new);
         let connector: Arc<dyn Connector> = match app.connector.as_str() {
-            "scim2" => Arc::new(ScimConnector::new(
-                http.clone(),
-                ScimSettings {
-                    base_url: app.base_url.clone(),
-                    timeout: config.worker.request_timeout(),
-                },
-                Arc::new(SecretBearer::new(secrets.clone(), &app.secret)),
+            "scim2" => Arc::new(with_limit(
+                ScimConnector::new(
+                    http.clone(),
+                    ScimSettings {
+                        base_url: app.base_url.clone(),
+                        timeout: config.worker.request_timeout(),
+                    },
+                    Arc::new(SecretCredentials::new(
+                        secrets.clone(),
+                        &app.secret,
+                        http.clone(),
+                    )),
+                ),
+                limiter,
             )),
             other => {
                 return Err(ConnectorError::Config(format!(
@@ -36,4 +50,11 @@ pub fn build_connectors(
         connectors.insert(app.name.clone(), connector);
     }
     Ok(connectors)
+}
+
+fn with_limit(connector: ScimConnector, limiter: Option<Arc<RateLimiter>>) -> ScimConnector {
+    match limiter {
+        Some(limiter) => connector.with_rate_limit(limiter),
+        None => connector,
+    }
 }

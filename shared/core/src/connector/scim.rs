@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use super::rate_limit::RateLimiter;
 use super::{Connector, ConnectorError, GroupOptions, MatchKey, Reply, TargetAccount};
 use crate::credentials::AuthProvider;
 use crate::log::{RESPONSE_EXCERPT_BYTES, truncate_response};
@@ -78,6 +79,7 @@ pub struct ScimConnector {
     base_url: String,
     timeout: Duration,
     auth: Arc<dyn AuthProvider>,
+    rate_limit: Option<Arc<RateLimiter>>,
 }
 
 impl fmt::Debug for ScimConnector {
@@ -462,7 +464,14 @@ impl ScimConnector {
             base_url,
             timeout: settings.timeout,
             auth,
+            rate_limit: None,
         }
+    }
+
+    /// Sends every request through `limiter` (shared by all the app's calls in the process).
+    pub fn with_rate_limit(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.rate_limit = Some(limiter);
+        self
     }
 
     fn users_url(&self) -> String {
@@ -484,6 +493,9 @@ impl ScimConnector {
         let payload = body.map(Value::to_string);
         let mut refreshed = false;
         loop {
+            if let Some(limiter) = &self.rate_limit {
+                limiter.acquire().await?;
+            }
             let authorization = self.auth.authorization().await?;
             let mut header_value = HeaderValue::from_str(authorization.expose()).map_err(|_| {
                 ConnectorError::Credentials(

@@ -1,0 +1,198 @@
+//! Benchmark: does the per-app rate limit keep the SCIM connector at, and under, a target's
+//! limit?
+//!
+//! A limiter in front of a real scim2-server answers 429 to any request that would make more
+//! than N in the trailing second; many concurrent callers drive one connector configured with
+//! `requests_per_second = N, burst = 1`. Prints the achieved rate, the 429s, and the most
+//! requests seen in any one-second window.
+//!
+//!   cargo run -p userprov-tests --bin rate_limit_bench -- [N] [seconds] [callers]
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use userprov_core::config::RateLimitConfig;
+use userprov_core::connector::rate_limit::RateLimiter;
+use userprov_core::connector::scim::{ScimConnector, ScimSettings, http_client};
+use userprov_core::connector::{Connector, ConnectorError};
+use userprov_core::credentials::SecretCredentials;
+use userprov_core::embedded::LocalSecretStore;
+use userprov_core::ports::{SecretStore, SecretValue};
+use userprov_tests::peers::scim2_server::Scim2Server;
+use userprov_tests::scim_contract::key;
+
+#[derive(Clone)]
+struct Limiter {
+    per_second: usize,
+    upstream: String,
+    upstream_token: String,
+    http: reqwest::Client,
+    /// Arrival times of the requests let through.
+    accepted: Arc<Mutex<VecDeque<Instant>>>,
+    all_accepted: Arc<Mutex<Vec<Instant>>>,
+    refused: Arc<AtomicU64>,
+}
+
+async fn limit(State(state): State<Limiter>, request: Request) -> Response {
+    let now = Instant::now();
+    {
+        let mut window = state.accepted.lock().unwrap();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if window.len() >= state.per_second {
+            state.refused.fetch_add(1, Ordering::SeqCst);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "slow down",
+            )
+                .into_response();
+        }
+        window.push_back(now);
+        state.all_accepted.lock().unwrap().push(now);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let path = parts.uri.path_and_query().unwrap().to_string();
+    let answer = state
+        .http
+        .request(parts.method, format!("{}{path}", state.upstream))
+        .bearer_auth(&state.upstream_token)
+        .header("content-type", "application/scim+json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers: N seconds callers"))
+        .collect();
+    let per_second = args.first().copied().unwrap_or(20);
+    let seconds = args.get(1).copied().unwrap_or(10);
+    let callers = args.get(2).copied().unwrap_or(16);
+
+    let scim = Scim2Server::start();
+    let limiter = Limiter {
+        per_second: per_second as usize,
+        upstream: format!("http://127.0.0.1:{}", scim.port()),
+        upstream_token: scim.token.clone(),
+        http: reqwest::Client::new(),
+        accepted: Arc::default(),
+        all_accepted: Arc::default(),
+        refused: Arc::default(),
+    };
+    let app = Router::new().fallback(limit).with_state(limiter.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalSecretStore::with_env_lookup(dir.path().into(), |_| {
+        None
+    }));
+    store
+        .put_secret(
+            "bench",
+            &SecretValue::new(json!({"type": "bearer", "token": "unused"}).to_string()),
+        )
+        .await
+        .unwrap();
+    let http = http_client(Duration::from_secs(10)).unwrap();
+    let rate = RateLimitConfig {
+        requests_per_second: per_second as f64,
+        burst: Some(1),
+        max_wait_ms: 10_000,
+    };
+    let connector = Arc::new(
+        ScimConnector::new(
+            http.clone(),
+            ScimSettings {
+                base_url: format!("http://{address}/bench/v2"),
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(SecretCredentials::new(store, "bench", http)),
+        )
+        .with_rate_limit(Arc::new(RateLimiter::new(&rate).unwrap())),
+    );
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let ok = Arc::new(AtomicU64::new(0));
+    let throttled = Arc::new(AtomicU64::new(0));
+    let other = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let (connector, ok, throttled, other) = (
+            connector.clone(),
+            ok.clone(),
+            throttled.clone(),
+            other.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let keys = [key("userName", &format!("caller-{caller}@acme.example"))];
+            while Instant::now() < deadline {
+                match connector.find(&keys).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                    Err(ConnectorError::Throttled { .. }) => {
+                        throttled.fetch_add(1, Ordering::SeqCst)
+                    }
+                    Err(error) => {
+                        eprintln!("{error}");
+                        other.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let times = limiter.all_accepted.lock().unwrap().clone();
+    let mut busiest = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end].duration_since(times[start]) >= Duration::from_secs(1) {
+            start += 1;
+        }
+        busiest = busiest.max(end - start + 1);
+    }
+    // The rate over the measured period: requests that reached the target before the deadline
+    // (calls still waiting for a permit at the deadline finish afterwards).
+    let sent = times.iter().filter(|t| **t < deadline).count();
+    let rate = sent as f64 / seconds as f64;
+    println!(
+        "limit {per_second}/s, {callers} callers, {seconds} s: {sent} requests reached the target in that time \
+         ({rate:.1}/s, {:.0}% of the limit; {} calls answered in all, {elapsed:.1} s), \
+         {} answered 429 by the target, {} other errors, busiest one-second window {busiest} requests",
+        100.0 * rate / per_second as f64,
+        ok.load(Ordering::SeqCst),
+        limiter.refused.load(Ordering::SeqCst),
+        other.load(Ordering::SeqCst),
+    );
+    let _ = throttled;
+}

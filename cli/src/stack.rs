@@ -138,6 +138,7 @@ impl RunningStack {
             links: Arc::new(store.clone()),
             config: config.clone(),
         }));
+        app = app.merge(queue_status_router(queue.clone()));
         if let Some(mock) = &mock {
             app = app.nest(MOCK_TARGET_PATH, mock.router());
         }
@@ -229,6 +230,35 @@ async fn secret_or_generate(
         }
         Err(other) => Err(other),
     }
+}
+
+/// `GET /queue`: how many messages the embedded queue holds, by state. Operators (and the
+/// fault-injection suite) use it to see that the worker has caught up.
+fn queue_status_router(queue: EmbeddedQueue) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/queue",
+        axum::routing::get(move || {
+            let queue = queue.clone();
+            async move {
+                match queue.depth().await {
+                    Ok(depth) => axum::Json(serde_json::json!({
+                        "visible": depth.visible,
+                        "in_flight": depth.in_flight,
+                        "delayed": depth.delayed,
+                        "dead_lettered": depth.dead_lettered,
+                    }))
+                    .into_response(),
+                    Err(error) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"error": error.to_string()})),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
 }
 
 async fn run_worker(

@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod aws_fixtures;
+pub mod chaos;
 pub mod fault_proxy;
 pub mod peers;
 pub mod pipeline;

@@ -15,7 +15,7 @@ use userprov_core::config::{Config, ConfigError};
 use userprov_core::connector::mock::MockTarget;
 use userprov_core::connector::registry::build_connectors;
 use userprov_core::embedded::{
-    EmbeddedDb, EmbeddedQueue, EmbeddedStore, LocalSecretStore, QueueSettings,
+    EmbeddedDb, EmbeddedHoldStore, EmbeddedQueue, EmbeddedStore, LocalSecretStore, QueueSettings,
 };
 use userprov_core::http::{log_api, webhook};
 use userprov_core::ingest::Ingest;
@@ -94,6 +94,7 @@ impl RunningStack {
             },
             clock.clone(),
         );
+        let holds = EmbeddedHoldStore::new(db.clone());
         let store = EmbeddedStore::new(db);
         let secrets: Arc<dyn SecretStore> =
             Arc::new(LocalSecretStore::new(options.data_dir.join("secrets")));
@@ -118,14 +119,17 @@ impl RunningStack {
 
         let connectors = build_connectors(&config, secrets.clone())
             .map_err(|e| StackError::Connectors(e.to_string()))?;
-        let worker = Arc::new(Worker::new(
-            config.clone(),
-            connectors,
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            clock.clone(),
-            RetryPolicy::from_config(&config),
-        ));
+        let worker = Arc::new(
+            Worker::new(
+                config.clone(),
+                connectors,
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+                clock.clone(),
+                RetryPolicy::from_config(&config),
+            )
+            .with_holds(Arc::new(holds)),
+        );
         let ingest = Arc::new(Ingest::new(config.clone(), Arc::new(queue.clone()), clock));
 
         let mut app = webhook::router(webhook::WebhookState {

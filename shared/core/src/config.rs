@@ -190,6 +190,23 @@ struct RawApp {
     tables: crate::expr::Tables,
     #[serde(default)]
     scope: crate::scope::RawScope,
+    #[serde(default)]
+    deactivation_guard: Option<DeactivationGuard>,
+}
+
+/// `[apps.deactivation_guard]`: more than `max` deactivations (or deletes) within `window_secs`
+/// are held for an admin instead of applied (a bad mapping or scope must not lock a company out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivationGuard {
+    pub max: u32,
+    pub window_secs: u64,
+}
+
+impl DeactivationGuard {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
 }
 
 fn default_connector() -> String {
@@ -216,6 +233,7 @@ pub struct AppConfig {
     pub match_on: Vec<String>,
     pub mapping: Mapping,
     pub scope: crate::scope::Scope,
+    pub deactivation_guard: Option<DeactivationGuard>,
 }
 
 impl AppConfig {
@@ -392,6 +410,14 @@ impl Config {
                     crate::scope::Scope::default()
                 }
             };
+            if let Some(guard) = &raw_app.deactivation_guard
+                && !(1..=30 * 24 * 3600).contains(&guard.window_secs)
+            {
+                issues.push(issue(
+                    &format!("{at}.deactivation_guard.window_secs"),
+                    "must be between 1 and 2592000 (30 days)",
+                ));
+            }
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -403,6 +429,7 @@ impl Config {
                 match_on: raw_app.match_on,
                 mapping,
                 scope,
+                deactivation_guard: raw_app.deactivation_guard,
             });
         }
 

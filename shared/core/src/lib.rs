@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod embedded;
 pub mod error;
 pub mod expr;
+pub mod guard;
 pub mod http;
 pub mod ids;
 pub mod ingest;

@@ -114,3 +114,48 @@ pub async fn hold_if_over_limit(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use crate::config::{Config, DeactivationGuard};
+
+    fn config(guard: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(
+            &format!(
+                r#"
+                [source]
+                org_ids = ["00D8a000002bQxTEAU"]
+                [[apps]]
+                name = "slack"
+                base_url = "https://scim.example.com/v2"
+                secret = "s"
+                [apps.mapping]
+                userName = "Username"
+                {guard}
+                "#
+            ),
+            "test",
+        )
+    }
+
+    #[test]
+    fn a_deactivation_guard_is_read_per_app_and_its_window_is_checked() {
+        let guarded = config("[apps.deactivation_guard]\nmax = 10\nwindow_secs = 3600").unwrap();
+        assert_eq!(
+            guarded.apps[0].deactivation_guard,
+            Some(DeactivationGuard {
+                max: 10,
+                window_secs: 3600
+            })
+        );
+        assert_eq!(config("").unwrap().apps[0].deactivation_guard, None);
+        let error = config("[apps.deactivation_guard]\nmax = 10\nwindow_secs = 0").unwrap_err();
+        assert!(
+            error.to_string().contains("deactivation_guard.window_secs"),
+            "{error}"
+        );
+        assert!(config("[apps.deactivation_guard]\nmax = 10").is_err());
+    }
+}

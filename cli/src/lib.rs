@@ -1,5 +1,6 @@
 //! The `userprov` command as a library, so the end-to-end tests drive exactly what users run.
 
+pub mod admin;
 pub mod demo;
 pub mod render;
 pub mod stack;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use userprov_cli::admin;
 use userprov_cli::stack::{RunningStack, StackOptions};
 use userprov_core::config::Config;
 use userprov_core::source_file;
@@ -95,6 +96,83 @@ enum Command {
         after_help = "Examples:\n  userprov schema > userprov.schema.json\n\nWith the Even Better TOML extension (Taplo), start your config with:\n  #:schema ./userprov.schema.json"
     )]
     Schema,
+    /// List, release or discard the deactivations held by an app's deactivation guard.
+    #[command(
+        after_help = "Examples:\n  userprov holds list\n  userprov holds release 01J9Z3...\n  userprov holds release --all --app slack\n  userprov holds discard 01J9Z3...\n\nStop `userprov serve` first: these commands open its data directory."
+    )]
+    Holds {
+        #[command(subcommand)]
+        action: HoldsAction,
+    },
+    /// Move jobs from the dead-letter queue back to the queue (listing them first).
+    #[command(
+        after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n\nStop `userprov serve` first: this command opens its data directory."
+    )]
+    Redrive {
+        #[arg(long)]
+        app: Option<String>,
+        /// A Salesforce user id (15 or 18 characters) or a username.
+        #[arg(long)]
+        user: Option<String>,
+        /// List what would move, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
+    /// Provision one user now: re-plan from the last snapshot (or a supplied one) and apply it.
+    #[command(
+        after_help = "Examples:\n  userprov resync --app slack --user 0058a00000LmN2pAAF\n  userprov resync --app slack --user 0058a00000LmN2pAAF --snapshot marta.json\n\nStop `userprov serve` first: this command opens its data directory."
+    )]
+    Resync {
+        #[arg(long)]
+        app: String,
+        /// The Salesforce user id.
+        #[arg(long)]
+        user: String,
+        /// A JSON file with the user's Salesforce fields, instead of the last snapshot applied.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        #[arg(long, short, env = "USERPROV_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HoldsAction {
+    /// The held jobs, oldest first.
+    List {
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
+    /// Send held jobs back to the queue; each is re-planned against the current account link.
+    Release {
+        /// Hold ids.
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Every hold of --app.
+        #[arg(long, requires = "app", conflicts_with = "ids")]
+        all: bool,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
+    /// Drop held jobs without applying them (logged as skipped).
+    Discard {
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        #[arg(long, requires = "app", conflicts_with = "ids")]
+        all: bool,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
@@ -175,6 +253,52 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Holds { action } => {
+            init_tracing(cli.log_format, "warn");
+            let result = match action {
+                HoldsAction::List { app, data_dir } => {
+                    admin::holds_list(&data_dir, app.as_deref()).await
+                }
+                HoldsAction::Release {
+                    ids,
+                    all,
+                    app,
+                    data_dir,
+                } => {
+                    let all_of = if all { app.as_deref() } else { None };
+                    admin::holds_settle(&data_dir, &ids, all_of, true).await
+                }
+                HoldsAction::Discard {
+                    ids,
+                    all,
+                    app,
+                    data_dir,
+                } => {
+                    let all_of = if all { app.as_deref() } else { None };
+                    admin::holds_settle(&data_dir, &ids, all_of, false).await
+                }
+            };
+            finish(result)
+        }
+        Command::Redrive {
+            app,
+            user,
+            dry_run,
+            data_dir,
+        } => {
+            init_tracing(cli.log_format, "warn");
+            finish(admin::redrive(&data_dir, app.as_deref(), user.as_deref(), dry_run).await)
+        }
+        Command::Resync {
+            app,
+            user,
+            snapshot,
+            config,
+            data_dir,
+        } => {
+            init_tracing(cli.log_format, "warn");
+            finish(admin::resync(config.as_deref(), &data_dir, &app, &user, snapshot).await)
         }
         Command::Validate { config } => {
             let result = match &config {
@@ -324,6 +448,20 @@ fn preview(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Prints an admin command's output; a failure goes to stderr with exit code 1.
+fn finish(result: admin::CommandResult) -> ExitCode {
+    match result {
+        Ok(text) => {
+            write_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use userprov_core::config::{Config, ConfigError};
 use userprov_core::connector::mock::MockTarget;
 use userprov_core::connector::registry::build_connectors;
 use userprov_core::embedded::{
-    EmbeddedDb, EmbeddedQueue, EmbeddedStore, LocalSecretStore, QueueSettings,
+    EmbeddedDb, EmbeddedHoldStore, EmbeddedQueue, EmbeddedStore, LocalSecretStore, QueueSettings,
 };
 use userprov_core::http::{log_api, webhook};
 use userprov_core::ingest::Ingest;
@@ -94,6 +94,7 @@ impl RunningStack {
             },
             clock.clone(),
         );
+        let holds = EmbeddedHoldStore::new(db.clone());
         let store = EmbeddedStore::new(db);
         let secrets: Arc<dyn SecretStore> =
             Arc::new(LocalSecretStore::new(options.data_dir.join("secrets")));
@@ -118,14 +119,17 @@ impl RunningStack {
 
         let connectors = build_connectors(&config, secrets.clone())
             .map_err(|e| StackError::Connectors(e.to_string()))?;
-        let worker = Arc::new(Worker::new(
-            config.clone(),
-            connectors,
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            clock.clone(),
-            RetryPolicy::from_config(&config),
-        ));
+        let worker = Arc::new(
+            Worker::new(
+                config.clone(),
+                connectors,
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+                clock.clone(),
+                RetryPolicy::from_config(&config),
+            )
+            .with_holds(Arc::new(holds)),
+        );
         let ingest = Arc::new(Ingest::new(config.clone(), Arc::new(queue.clone()), clock));
 
         let mut app = webhook::router(webhook::WebhookState {
@@ -138,6 +142,7 @@ impl RunningStack {
             links: Arc::new(store.clone()),
             config: config.clone(),
         }));
+        app = app.merge(queue_status_router(queue.clone()));
         if let Some(mock) = &mock {
             app = app.nest(MOCK_TARGET_PATH, mock.router());
         }
@@ -229,6 +234,35 @@ async fn secret_or_generate(
         }
         Err(other) => Err(other),
     }
+}
+
+/// `GET /queue`: how many messages the embedded queue holds, by state. Operators (and the
+/// fault-injection suite) use it to see that the worker has caught up.
+fn queue_status_router(queue: EmbeddedQueue) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/queue",
+        axum::routing::get(move || {
+            let queue = queue.clone();
+            async move {
+                match queue.depth().await {
+                    Ok(depth) => axum::Json(serde_json::json!({
+                        "visible": depth.visible,
+                        "in_flight": depth.in_flight,
+                        "delayed": depth.delayed,
+                        "dead_lettered": depth.dead_lettered,
+                    }))
+                    .into_response(),
+                    Err(error) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"error": error.to_string()})),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
 }
 
 async fn run_worker(

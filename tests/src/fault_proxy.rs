@@ -1,9 +1,15 @@
 //! A fault-injecting HTTP proxy for tests: forwards to a real upstream, except for the faults
-//! scripted for it (answer 500 to the next POST, and so on).
+//! scripted for it (answer 500 to the next POST, and so on) and, when a [`FaultMix`] is set,
+//! random faults at a given rate (429 with Retry-After, 500, 503, slow answers, dropped
+//! connections).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -20,10 +26,75 @@ pub struct Fault {
     pub headers: Vec<(String, String)>,
 }
 
+/// Random faults: each request is faulty with probability `rate`, the kind drawn uniformly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultMix {
+    /// 0.0 to 1.0.
+    pub rate: f64,
+    /// The `Retry-After` (seconds) sent with 429.
+    pub retry_after_secs: u64,
+    /// How long a slow answer is held after the upstream answered; longer than the client's
+    /// timeout, so the change happens but the client never learns it.
+    pub slow_by: Duration,
+}
+
+/// The kinds of random fault, in the order [`FaultCounts`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RandomFault {
+    Throttled,
+    ServerError,
+    Unavailable,
+    Slow,
+    /// The connection is closed before the request reaches the upstream.
+    DropBefore,
+    /// The upstream applies the request, then the connection is closed without an answer.
+    DropAfter,
+}
+
+const RANDOM_FAULTS: [RandomFault; 6] = [
+    RandomFault::Throttled,
+    RandomFault::ServerError,
+    RandomFault::Unavailable,
+    RandomFault::Slow,
+    RandomFault::DropBefore,
+    RandomFault::DropAfter,
+];
+
+/// How many random faults of each kind the proxy injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub requests: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub unavailable: u64,
+    pub slow: u64,
+    pub dropped_before: u64,
+    pub dropped_after: u64,
+}
+
+impl FaultCounts {
+    pub fn total(&self) -> u64 {
+        self.throttled
+            + self.server_errors
+            + self.unavailable
+            + self.slow
+            + self.dropped_before
+            + self.dropped_after
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    by_kind: [AtomicU64; 6],
+}
+
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    mix: Arc<Mutex<Option<FaultMix>>>,
+    counters: Arc<Counters>,
     seen: Arc<Mutex<Vec<(String, String, u16)>>>,
     http: reqwest::Client,
 }
@@ -40,6 +111,8 @@ impl FaultProxy {
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_owned(),
             faults: Arc::default(),
+            mix: Arc::default(),
+            counters: Arc::default(),
             seen: Arc::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -74,6 +147,26 @@ impl FaultProxy {
         self.state.faults.lock().unwrap().push_back(fault);
     }
 
+    /// From now on, fault requests at random with this mix (`None`: forward everything).
+    pub fn set_random_faults(&self, mix: Option<FaultMix>) {
+        *self.state.mix.lock().unwrap() = mix;
+    }
+
+    /// The random faults injected so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        let c = &self.state.counters;
+        let kind = |i: usize| c.by_kind[i].load(Ordering::Relaxed);
+        FaultCounts {
+            requests: c.requests.load(Ordering::Relaxed),
+            throttled: kind(0),
+            server_errors: kind(1),
+            unavailable: kind(2),
+            slow: kind(3),
+            dropped_before: kind(4),
+            dropped_after: kind(5),
+        }
+    }
+
     /// Every request seen: (method, path, status answered).
     pub fn seen(&self) -> Vec<(String, String, u16)> {
         self.state.seen.lock().unwrap().clone()
@@ -100,6 +193,41 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .position(|f| f.method.eq_ignore_ascii_case(&method));
         position.and_then(|p| faults.remove(p))
     };
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let random = state.mix.lock().unwrap().clone().and_then(|mix| {
+        let mut rng = rand::rng();
+        if rng.random_bool(mix.rate.clamp(0.0, 1.0)) {
+            let index = rng.random_range(0..RANDOM_FAULTS.len());
+            state.counters.by_kind[index].fetch_add(1, Ordering::Relaxed);
+            Some((RANDOM_FAULTS[index], mix))
+        } else {
+            None
+        }
+    });
+    let fault = fault.or_else(|| match random.clone() {
+        Some((RandomFault::Throttled, mix)) => Some(Fault {
+            method: method.clone(),
+            status: 429,
+            body: String::new(),
+            headers: vec![("retry-after".into(), mix.retry_after_secs.to_string())],
+        }),
+        Some((RandomFault::ServerError, _)) => Some(Fault {
+            method: method.clone(),
+            status: 500,
+            body: "internal error (injected)".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+        }),
+        Some((RandomFault::Unavailable, _)) => Some(Fault {
+            method: method.clone(),
+            status: 503,
+            body: "unavailable (injected)".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+        }),
+        _ => None,
+    });
+    if matches!(random, Some((RandomFault::DropBefore, _))) {
+        drop_connection();
+    }
     if let Some(fault) = fault {
         state
             .seen
@@ -142,6 +270,11 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
                 }
             }
             let body = answer.bytes().await.unwrap_or_default();
+            match random {
+                Some((RandomFault::DropAfter, _)) => drop_connection(),
+                Some((RandomFault::Slow, mix)) => tokio::time::sleep(mix.slow_by).await,
+                _ => {}
+            }
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
@@ -149,4 +282,10 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         }
         Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
     }
+}
+
+/// Ends the connection without an answer: unwinding the connection's task closes its socket.
+/// `resume_unwind` skips the panic hook, so nothing is printed.
+fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new("connection dropped by the fault proxy"))
 }

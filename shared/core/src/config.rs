@@ -209,6 +209,8 @@ struct RawApp {
     groups: Option<crate::groups::RawGroups>,
     #[serde(default)]
     rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    deactivation_guard: Option<DeactivationGuard>,
 }
 
 /// `[apps.rate_limit]`: a token bucket shared by every call to the app from this process.
@@ -244,6 +246,21 @@ impl RateLimitConfig {
     }
 }
 
+/// `[apps.deactivation_guard]`: more than `max` deactivations (or deletes) within `window_secs`
+/// are held for an admin instead of applied (a bad mapping or scope must not lock a company out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivationGuard {
+    pub max: u32,
+    pub window_secs: u64,
+}
+
+impl DeactivationGuard {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+}
+
 fn default_connector() -> String {
     "scim2".into()
 }
@@ -270,6 +287,7 @@ pub struct AppConfig {
     pub scope: crate::scope::Scope,
     pub groups: Option<crate::groups::GroupMapping>,
     pub rate_limit: Option<RateLimitConfig>,
+    pub deactivation_guard: Option<DeactivationGuard>,
 }
 
 impl AppConfig {
@@ -503,6 +521,14 @@ impl Config {
                     ));
                 }
             }
+            if let Some(guard) = &raw_app.deactivation_guard
+                && !(1..=30 * 24 * 3600).contains(&guard.window_secs)
+            {
+                issues.push(issue(
+                    &format!("{at}.deactivation_guard.window_secs"),
+                    "must be between 1 and 2592000 (30 days)",
+                ));
+            }
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -516,6 +542,7 @@ impl Config {
                 scope,
                 groups,
                 rate_limit: raw_app.rate_limit,
+                deactivation_guard: raw_app.deactivation_guard,
             });
         }
 

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod error;
 pub mod expr;
 pub mod groups;
+pub mod guard;
 pub mod http;
 pub mod ids;
 pub mod ingest;

@@ -204,3 +204,29 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 }
+
+/// Jobs held by an app's deactivation guard, and the deactivations it let through. Held jobs
+/// are stored here, durably, because their queue message is consumed.
+#[async_trait]
+pub trait HoldStore: Send + Sync {
+    /// In one atomic step: a job released by an admin, or already admitted, passes; otherwise
+    /// it passes when fewer than `max` deactivations of `app` were admitted since
+    /// `now - window` (and is counted), else `hold` is stored (once per job) and returned.
+    async fn admit_deactivation(
+        &self,
+        now: OffsetDateTime,
+        window: Duration,
+        max: u32,
+        hold: &crate::guard::Hold,
+    ) -> Result<crate::guard::Admission, StoreError>;
+
+    /// Holds of one app (or every app), oldest first.
+    async fn list_holds(&self, app: Option<&str>) -> Result<Vec<crate::guard::Hold>, StoreError>;
+
+    /// Removes a hold. With `release`, its job will pass the guard when it runs again.
+    async fn take_hold(
+        &self,
+        id: &str,
+        release: bool,
+    ) -> Result<Option<crate::guard::Hold>, StoreError>;
+}

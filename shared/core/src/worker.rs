@@ -180,6 +180,7 @@ pub struct Worker {
     log: Arc<dyn LogStore>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    holds: Option<Arc<dyn crate::ports::HoldStore>>,
 }
 
 impl Worker {
@@ -198,7 +199,15 @@ impl Worker {
             log,
             clock,
             retry,
+            holds: None,
         }
+    }
+
+    /// Where the deactivation guard keeps held jobs; without it, an app with a guard fails its
+    /// deactivations (as a configuration error) rather than applying them unguarded.
+    pub fn with_holds(mut self, holds: Arc<dyn crate::ports::HoldStore>) -> Self {
+        self.holds = Some(holds);
+        self
     }
 
     pub fn retry_policy(&self) -> &RetryPolicy {
@@ -499,6 +508,17 @@ impl Worker {
             });
         }
 
+        if matches!(plan, Plan::Deactivate(_))
+            && let Some(reason) =
+                crate::guard::hold_if_over_limit(self.holds.as_ref(), app, job, self.clock.now())
+                    .await
+                    .map_err(|e| Failure::new(operation, e.class(), e.code(), e.to_string()))?
+        {
+            return Ok(Applied {
+                target_id: account.map(|(id, _)| id),
+                ..outcome(operation, LogStatus::Held, Some(reason))
+            });
+        }
         let expected_version = previous.map(|l| l.version);
         match (plan, payload, account) {
             (Plan::CreateOrAdopt, Some(payload), _) => {

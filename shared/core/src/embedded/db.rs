@@ -90,6 +90,7 @@ fn create_tables(database: &Database) -> Result<(), Failure> {
     let txn = database.begin_write()?;
     super::queue::create_tables(&txn)?;
     super::store::create_tables(&txn)?;
+    super::holds::create_tables(&txn)?;
     txn.commit()?;
     Ok(())
 }

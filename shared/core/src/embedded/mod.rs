@@ -6,15 +6,18 @@
 //!   receive counts and a dead-letter queue (SQS FIFO with a redrive policy).
 //! - [`EmbeddedStore`]: account links with conditional writes, and the provisioning log with
 //!   secondary indexes (DynamoDB tables with their GSIs).
+//! - [`EmbeddedHoldStore`]: jobs held by the deactivation guard.
 //! - [`LocalSecretStore`]: secrets in files, overridable by environment variables (Secrets
 //!   Manager).
 
 mod db;
+mod holds;
 mod queue;
 mod secrets;
 mod store;
 
 pub use db::{DATABASE_FILE_NAME, EmbeddedDb};
+pub use holds::EmbeddedHoldStore;
 pub use queue::{DeadLetter, EmbeddedQueue, MAX_BODY_BYTES, QueueDepth, QueueSettings};
 pub use secrets::{LocalSecretStore, SECRET_ENV_PREFIX, secret_env_var};
 pub use store::{EmbeddedStore, LOG_ID_TIME_TOLERANCE_MS, LOG_MAX_SCANNED_PER_PAGE};

@@ -309,6 +309,46 @@ impl EmbeddedQueue {
         Ok(moved)
     }
 
+    /// Sends a job body again at the end of its group with a fresh deduplication id (a job
+    /// released from a hold, whose first message was consumed). Returns the new message id.
+    pub async fn requeue(&self, group_id: &str, body: &str) -> Result<String, StoreError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(StoreError::BadRequest(format!(
+                "the message is {} bytes, more than the {MAX_BODY_BYTES} a queue message may hold",
+                body.len()
+            )));
+        }
+        let now_ms = self.now_ms();
+        let message_id = ulid::Ulid::new().to_string();
+        let message = StoredMessage {
+            message_id: message_id.clone(),
+            group_id: group_id.to_owned(),
+            dedup_id: format!("requeued-{message_id}"),
+            body: body.to_owned(),
+            receive_count: 0,
+            state: MessageState::Ready,
+            visible_at_ms: now_ms,
+            receipt: None,
+            enqueued_at_ms: now_ms,
+        };
+        self.db
+            .run(move |db| {
+                let txn = db.begin_write()?;
+                {
+                    let mut messages = txn.open_table(MESSAGES)?;
+                    let mut counters = txn.open_table(COUNTERS)?;
+                    let seq = counter(&counters, NEXT_MESSAGE)?;
+                    messages.insert(seq, encode(&message)?.as_slice())?;
+                    counters.insert(NEXT_MESSAGE, seq + 1)?;
+                }
+                txn.commit()?;
+                Ok(())
+            })
+            .await?;
+        self.db.queue_changed().notify_waiters();
+        Ok(message_id)
+    }
+
     /// One attempt at receiving: delivers what is available now. When nothing is, also says
     /// when the next hidden message becomes visible.
     async fn receive_now(

@@ -728,7 +728,10 @@ impl Reader<'_> {
             if EVENT_METADATA_FIELDS.contains(&name.as_str()) {
                 continue;
             }
-            let user_field = self.format.user_field(&name).to_owned();
+            let user_field = match self.format.fields.get(&name) {
+                Some(renamed) => renamed.clone(),
+                None => name,
+            };
             builder.field(user_field, value)?;
         }
         let operation = match operation_value {

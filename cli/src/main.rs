@@ -340,6 +340,15 @@ async fn serve(options: StackOptions) -> ExitCode {
         if mock { ", mock target" } else { "" }
     );
     println!("  Outbound Message URL: {}", stack.webhook_url());
+    println!(
+        "  Events URL (JSON):    {} ({} from secret {})",
+        stack.events_url(),
+        match stack.config.webhook.events.auth {
+            userprov_core::http::event_auth::EventAuthMode::Hmac => "HMAC-signed",
+            userprov_core::http::event_auth::EventAuthMode::ApiKey => "API key",
+        },
+        stack.config.webhook.events.secret
+    );
     println!("  Log API:              {}", stack.log_api_url());
     if mock {
         println!(

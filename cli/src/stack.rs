@@ -130,12 +130,22 @@ impl RunningStack {
             )
             .with_holds(Arc::new(holds)),
         );
+        // The key that authenticates JSON events, created on first start like the token.
+        secret_or_generate(secrets.as_ref(), &config.webhook.events.secret)
+            .await
+            .map_err(StackError::Token)?;
+        let events = webhook::EventsEndpoint {
+            auth: config.webhook.events.clone(),
+            secrets: secrets.clone(),
+            clock: clock.clone(),
+        };
         let ingest = Arc::new(Ingest::new(config.clone(), Arc::new(queue.clone()), clock));
 
         let mut app = webhook::router(webhook::WebhookState {
             ingest,
             token: token.clone(),
             max_body_bytes: config.webhook.max_body_bytes,
+            events: Some(events),
         })
         .merge(log_api::router(log_api::LogApiState {
             log: Arc::new(store.clone()),
@@ -188,6 +198,11 @@ impl RunningStack {
             self.base_url(),
             self.token.expose()
         )
+    }
+
+    /// The URL Salesforce posts JSON events to (authenticated by `[webhook.events]`).
+    pub fn events_url(&self) -> String {
+        format!("{}/salesforce/events", self.base_url())
     }
 
     pub fn log_api_url(&self) -> String {

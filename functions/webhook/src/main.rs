@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use userprov_aws::runtime::{FunctionEnv, StartupError, init_tracing};
 use userprov_aws::{SecretsManagerStore, SqsQueue, sdk_config};
-use userprov_core::http::webhook::{WebhookState, router};
+use userprov_core::http::webhook::{EventsEndpoint, WebhookState, router};
 use userprov_core::ingest::Ingest;
 use userprov_core::ports::{SecretStore, SystemClock};
 
@@ -26,10 +26,10 @@ async fn build() -> Result<WebhookState, StartupError> {
     let sdk = sdk_config().await;
     let queue_url = FunctionEnv::require(&env.queue_url, "USERPROV_QUEUE_URL")?.to_owned();
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url, None);
-    let secrets = SecretsManagerStore::new(
+    let secrets = Arc::new(SecretsManagerStore::new(
         aws_sdk_secretsmanager::Client::new(&sdk),
         env.secrets_cache_ttl,
-    );
+    ));
     let token_secret = env
         .webhook_token_secret
         .clone()
@@ -41,9 +41,17 @@ async fn build() -> Result<WebhookState, StartupError> {
         .await
         .map_err(|e| StartupError::Token(e.to_string()))?;
     let ingest = Ingest::new(env.config.clone(), Arc::new(queue), Arc::new(SystemClock));
+    // The events key is read per request (cached): a deployment without it still takes
+    // Outbound Messages, and answers 503 to events until the secret exists.
+    let events = EventsEndpoint {
+        auth: env.config.webhook.events.clone(),
+        secrets,
+        clock: Arc::new(SystemClock),
+    };
     Ok(WebhookState {
         ingest: Arc::new(ingest),
         token,
         max_body_bytes: env.config.webhook.max_body_bytes,
+        events: Some(events),
     })
 }

@@ -115,6 +115,9 @@ struct RawSource {
     /// scope filter reads must be among them.
     #[serde(default)]
     fields: Option<Vec<String>>,
+    /// How JSON events (platform events, Event Relay, Flow callouts, CDC) are read.
+    #[serde(default)]
+    events: crate::salesforce::events::EventsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -124,6 +127,8 @@ pub struct WebhookConfig {
     pub token_secret: String,
     /// Requests larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// How `POST /salesforce/events` authenticates senders.
+    pub events: crate::http::event_auth::EventAuthConfig,
 }
 
 impl Default for WebhookConfig {
@@ -131,6 +136,7 @@ impl Default for WebhookConfig {
         Self {
             token_secret: "userprov/webhook-token".into(),
             max_body_bytes: 1024 * 1024,
+            events: crate::http::event_auth::EventAuthConfig::default(),
         }
     }
 }
@@ -301,6 +307,8 @@ impl AppConfig {
 pub struct Config {
     pub origin: String,
     pub org_ids: Vec<SalesforceId>,
+    /// How JSON events are read (`[source.events]`).
+    pub events: crate::salesforce::events::EventFormat,
     pub webhook: WebhookConfig,
     pub worker: WorkerConfig,
     pub apps: Vec<AppConfig>,
@@ -355,6 +363,15 @@ impl Config {
                     &format!("{raw_id:?}: {e}"),
                 )),
             }
+        }
+        let events = raw.source.events.compile().unwrap_or_else(|problems| {
+            for (key, message) in problems {
+                issues.push(issue(&format!("source.events.{key}"), &message));
+            }
+            crate::salesforce::events::EventFormat::default()
+        });
+        for (key, message) in raw.webhook.events.validate() {
+            issues.push(issue(&format!("webhook.events.{key}"), &message));
         }
         if raw.webhook.max_body_bytes < 1024 {
             issues.push(issue("webhook.max_body_bytes", "must be at least 1024"));
@@ -550,6 +567,7 @@ impl Config {
             Ok(Config {
                 origin: origin.to_owned(),
                 org_ids,
+                events,
                 webhook: raw.webhook,
                 worker: raw.worker,
                 apps,

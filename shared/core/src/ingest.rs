@@ -8,6 +8,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::ids::SalesforceId;
 use crate::job::Job;
 use crate::ports::{Clock, JobQueue, QueueError};
+use crate::salesforce::events::{EventsError, parse_events};
 use crate::salesforce::outbound::{NotificationError, OutboundError, parse_outbound_message};
 use crate::source::{EventSource, SourceEvent};
 
@@ -15,6 +16,8 @@ use crate::source::{EventSource, SourceEvent};
 pub enum IngestError {
     #[error("{0}")]
     Malformed(#[from] OutboundError),
+    #[error("{0}")]
+    Events(#[from] EventsError),
     #[error("messages from organization {0} are not accepted by this userprov")]
     ForeignOrganization(SalesforceId),
     #[error("the jobs could not all be queued: {0}")]
@@ -26,6 +29,7 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Malformed(e) => e.code(),
+            Self::Events(e) => e.code(),
             Self::ForeignOrganization(_) => "foreign_organization",
             Self::Queue(_) => "queue_unavailable",
         }
@@ -35,7 +39,7 @@ impl IngestError {
 impl Classify for IngestError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Malformed(_) => ErrorClass::BadInput,
+            Self::Malformed(_) | Self::Events(_) => ErrorClass::BadInput,
             Self::ForeignOrganization(_) => ErrorClass::Config,
             Self::Queue(e) => e.class(),
         }
@@ -118,6 +122,38 @@ impl Ingest {
             notifications: message.notifications.len(),
             jobs,
             refused,
+        })
+    }
+
+    /// Parses a JSON message (platform events, Event Relay, Flow callouts, change events), checks
+    /// every organization it names, and queues one job per (user × app), all or nothing.
+    pub async fn events(
+        &self,
+        body: &[u8],
+        correlation_id: &str,
+    ) -> Result<IngestReport, IngestError> {
+        let message = parse_events(body, &self.config.events)?;
+        if let Some(foreign) = message
+            .org_ids
+            .iter()
+            .find(|id| !self.config.accepts_org(id))
+        {
+            return Err(IngestError::ForeignOrganization(foreign.clone()));
+        }
+        if !message.overflows.is_empty() {
+            tracing::warn!(
+                correlation_id,
+                change_events = ?message.overflows,
+                reason = crate::merge::GAP_RESYNC_NEEDED,
+                "Salesforce reported GAP_OVERFLOW: changes to users were lost; resync every user"
+            );
+        }
+        let jobs = self.enqueue(&message.events, correlation_id).await?;
+        Ok(IngestReport {
+            correlation_id: correlation_id.to_owned(),
+            notifications: message.events.len(),
+            jobs,
+            refused: Vec::new(),
         })
     }
 

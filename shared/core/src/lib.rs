@@ -16,6 +16,7 @@ pub mod job;
 pub mod link;
 pub mod log;
 pub mod mapping;
+pub mod merge;
 pub mod plan;
 pub mod ports;
 pub mod preview;

@@ -20,6 +20,31 @@ pub struct SourceUser {
     pub id: SalesforceId,
     #[serde(default)]
     pub fields: Fields,
+    /// Whether `fields` is the whole record or only what changed. Absent in jobs written
+    /// before change events existed, which were all full snapshots.
+    #[serde(default, skip_serializing_if = "Completeness::is_full")]
+    pub completeness: Completeness,
+}
+
+/// How much of the record an event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completeness {
+    /// Every field the sender includes, at its current value (Outbound Message, platform event).
+    #[default]
+    Full,
+    /// Only the fields that changed, `Value::Null` for a cleared one (Change Data Capture): merge
+    /// it into the last snapshot before use.
+    Partial,
+    /// A Change Data Capture gap event: the user changed but the event has no field values, so
+    /// the user needs a resync.
+    Gap,
+}
+
+impl Completeness {
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full)
+    }
 }
 
 impl SourceUser {
@@ -27,6 +52,7 @@ impl SourceUser {
         Self {
             id,
             fields: Fields::new(),
+            completeness: Completeness::Full,
         }
     }
 
@@ -105,6 +131,8 @@ pub enum EventSource {
     ChangeDataCapture,
     Import,
     Resync,
+    /// The JSON contract for Flow and Apex HTTP callouts.
+    FlowCallout,
 }
 
 impl EventSource {
@@ -116,6 +144,7 @@ impl EventSource {
             Self::ChangeDataCapture => "change_data_capture",
             Self::Import => "import",
             Self::Resync => "resync",
+            Self::FlowCallout => "flow_callout",
         }
     }
 }
@@ -133,9 +162,14 @@ pub struct SourceEvent {
 }
 
 impl SourceEvent {
-    /// The timestamp that orders this event against others for the same user.
+    /// The timestamp that orders this event against others for the same user. A change
+    /// event's commit time orders it exactly; a snapshot's own modification time comes first
+    /// otherwise.
     pub fn source_time(&self) -> Option<OffsetDateTime> {
-        self.user.modified_at().or(self.event_time)
+        match self.source {
+            EventSource::ChangeDataCapture => self.event_time.or_else(|| self.user.modified_at()),
+            _ => self.user.modified_at().or(self.event_time),
+        }
     }
 }
 

@@ -401,6 +401,24 @@ impl Worker {
                 .get_link(&app.name, &job.user.id)
                 .await
                 .map_err(|e| Failure::from_store(Operation::Skip, &e))?;
+            // A change event (CDC) is merged into the link's snapshot first.
+            let policy = self.config.events.partial_without_snapshot;
+            let job = match crate::merge::prepare(app, policy, link.as_ref(), job) {
+                crate::merge::Prepared::Ready(job) => job,
+                crate::merge::Prepared::Skip(reason) => {
+                    return Ok(outcome(Operation::Skip, LogStatus::Skipped, Some(reason)));
+                }
+                crate::merge::Prepared::Fail(reason) => {
+                    let code = crate::merge::PARTIAL_WITHOUT_SNAPSHOT;
+                    return Err(Failure::new(
+                        Operation::Skip,
+                        ErrorClass::Permanent,
+                        code,
+                        reason,
+                    ));
+                }
+            };
+            let job = job.as_ref();
             let plan = plan(app, link.as_ref(), &job.user, job.source_time)
                 .map_err(|e| Failure::new(Operation::Skip, e.class(), e.code(), e.to_string()))?;
             match self.execute(app, connector.as_ref(), job, link, plan).await {

@@ -3,6 +3,7 @@
 //! [`outbound`] turns a request body into an [`outbound::OutboundMessage`]; [`soap`] holds the
 //! acknowledgement and the fault envelopes the webhook sends back.
 
+pub mod events;
 pub mod outbound;
 pub mod soap;
 

@@ -292,6 +292,7 @@ impl UserDraft {
         Ok(SourceUser {
             id,
             fields: self.fields,
+            completeness: crate::source::Completeness::Full,
         })
     }
 }
@@ -2206,6 +2207,7 @@ mod properties {
                                 )
                             })
                             .collect(),
+                        completeness: crate::source::Completeness::Full,
                     }),
                 })
                 .collect(),

@@ -1,0 +1,179 @@
+//! The cost of reading what Salesforce sends, side by side with the bare parse of the same bytes:
+//! a 100-notification Outbound Message against a quick-xml event scan (goal: at most 2×), and a
+//! 100-event JSON batch against `serde_json::from_slice::<Value>` (goal: at most 1.5×).
+//!
+//! `cargo bench -p userprov-core --bench ingest`. A plain timing loop, like `benches/expr.rs`;
+//! it prints the mean time per message and the ratios.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+use serde_json::{Value, json};
+use userprov_core::ids::SalesforceId;
+use userprov_core::salesforce::events::{EventFormat, parse_events};
+use userprov_core::salesforce::outbound::parse_outbound_message;
+
+const MESSAGES: usize = 100;
+
+/// A user id for index `i` (15 characters; the parser adds the case suffix).
+fn user_id(i: usize) -> Result<SalesforceId, Box<dyn Error>> {
+    Ok(SalesforceId::parse(&format!("0058a00000L{i:04}"))?)
+}
+
+fn outbound_message() -> Result<String, Box<dyn Error>> {
+    let mut notifications = String::new();
+    for i in 0..MESSAGES {
+        let id = user_id(i)?;
+        let fields = [
+            ("Username", format!("user.{i}@acme.example")),
+            ("FirstName", format!("Firstname{i}")),
+            ("LastName", "Fernández Søgaard".to_owned()),
+            ("Email", format!("user.{i}@acme.example")),
+            ("Alias", format!("u{i}")),
+            ("Title", "Senior Account Executive".to_owned()),
+            ("Department", "Sales &amp; Marketing".to_owned()),
+            ("Division", "EMEA".to_owned()),
+            ("EmployeeNumber", format!("E-{i:05}")),
+            ("FederationIdentifier", format!("user.{i}@acme.example")),
+            ("IsActive", "true".to_owned()),
+            ("LastModifiedDate", "2025-03-14T16:02:11.000Z".to_owned()),
+            ("SystemModstamp", "2025-03-14T16:02:11.000Z".to_owned()),
+        ];
+        let mut body = format!("<sf:Id>{id}</sf:Id>");
+        for (name, value) in fields {
+            body.push_str(&format!("<sf:{name}>{value}</sf:{name}>"));
+        }
+        body.push_str("<sf:ManagerId xsi:nil=\"true\"/>");
+        notifications.push_str(&format!(
+            "<Notification><Id>04l8a000000{i:04}</Id><sObject xsi:type=\"sf:User\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">{body}</sObject></Notification>"
+        ));
+    }
+    Ok(format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>00D8a000002bQxTEAU</OrganizationId><ActionId>04k8a000000CkPzAAK</ActionId><SessionId xsi:nil="true"/><EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/62.0/00D8a000002bQxT</EnterpriseUrl><PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/62.0/00D8a000002bQxT</PartnerUrl>{notifications}</notifications></soapenv:Body></soapenv:Envelope>"#
+    ))
+}
+
+/// 100 platform events as the streaming API delivers them, in one batch.
+fn json_batch() -> Result<String, Box<dyn Error>> {
+    let mut events = Vec::with_capacity(MESSAGES);
+    for i in 0..MESSAGES {
+        events.push(json!({
+            "data": {
+                "schema": "Vq3XnL0bTg2fKc8wYp1sHA",
+                "payload": {
+                    "CreatedDate": 1_741_968_132_000_i64,
+                    "CreatedById": "0058a00000IntG9AAJ",
+                    "Operation__c": "UPDATE",
+                    "User_Id__c": user_id(i)?.as_str(),
+                    "Username__c": format!("user.{i}@acme.example"),
+                    "Email__c": format!("user.{i}@acme.example"),
+                    "First_Name__c": format!("Firstname{i}"),
+                    "Last_Name__c": "Fernández Søgaard",
+                    "Title__c": "Senior Account Executive",
+                    "Department__c": "Sales & Marketing",
+                    "Employee_Number__c": format!("E-{i:05}"),
+                    "Federation_Identifier__c": format!("user.{i}@acme.example"),
+                    "Is_Active__c": true,
+                    "Manager_Id__c": null,
+                    "Permission_Set_Groups__c": "Sales_Manager;Support_Tier_2",
+                    "Source_Last_Modified__c": 1_741_968_132_000_i64
+                },
+                "event": {"replayId": 4711 + i, "EventUuid": format!("2f5c1a3e-6f2d-4b8e-9a1c-{i:012}")}
+            },
+            "channel": "/event/User_Provisioning__e"
+        }));
+    }
+    Ok(Value::Array(events).to_string())
+}
+
+fn bare_xml_scan(xml: &str) -> usize {
+    let mut reader = Reader::from_str(xml);
+    let mut events = 0;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Eof) | Err(_) => return events,
+            Ok(_) => events += 1,
+        }
+    }
+}
+
+/// Mean time per call over `iterations`, after a warm-up. Each measurement is the best of five
+/// rounds, so a neighbour's burst on a shared machine disturbs it less.
+fn time(iterations: u32, mut operation: impl FnMut()) -> Duration {
+    for _ in 0..iterations / 10 {
+        operation();
+    }
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                operation();
+            }
+            start.elapsed() / iterations
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn report(label: &str, ours: Duration, baseline_label: &str, baseline: Duration, goal: f64) {
+    let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
+    println!("{label:<52} {ours:>10.2?}");
+    println!("{baseline_label:<52} {baseline:>10.2?}");
+    println!(
+        "{:<52} {ratio:>10.2}× (goal ≤ {goal}×{})",
+        "  ratio",
+        if ratio <= goal { "" } else { ", MISSED" }
+    );
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let xml = outbound_message()?;
+    let message = parse_outbound_message(xml.as_bytes())?;
+    assert_eq!(message.notifications.len(), MESSAGES);
+    println!(
+        "Outbound Message: {} notifications, {} bytes",
+        MESSAGES,
+        xml.len()
+    );
+    let ours = time(2_000, || {
+        let _ = black_box(parse_outbound_message(black_box(xml.as_bytes())));
+    });
+    let bare = time(2_000, || {
+        black_box(bare_xml_scan(black_box(&xml)));
+    });
+    report(
+        "parse + normalise the Outbound Message",
+        ours,
+        "bare quick-xml event scan of the same bytes",
+        bare,
+        2.0,
+    );
+
+    let batch = json_batch()?;
+    let format = EventFormat::default();
+    let parsed = parse_events(batch.as_bytes(), &format)?;
+    assert_eq!(parsed.events.len(), MESSAGES);
+    println!(
+        "\nJSON batch: {} platform events, {} bytes",
+        MESSAGES,
+        batch.len()
+    );
+    let ours = time(2_000, || {
+        let _ = black_box(parse_events(black_box(batch.as_bytes()), &format));
+    });
+    let bare = time(2_000, || {
+        let _ = black_box(serde_json::from_slice::<Value>(black_box(batch.as_bytes())));
+    });
+    report(
+        "parse + normalise the JSON batch",
+        ours,
+        "serde_json::from_slice::<Value> of the same bytes",
+        bare,
+        1.5,
+    );
+    Ok(())
+}

@@ -43,8 +43,12 @@ async fn build() -> Result<WebhookState, StartupError> {
     let ingest = Ingest::new(env.config.clone(), Arc::new(queue), Arc::new(SystemClock));
     // The events key is read per request (cached): a deployment without it still takes
     // Outbound Messages, and answers 503 to events until the secret exists.
+    let mut auth = env.config.webhook.events.clone();
+    if let Some(secret) = &env.events_key_secret {
+        auth.secret = secret.clone();
+    }
     let events = EventsEndpoint {
-        auth: env.config.webhook.events.clone(),
+        auth,
         secrets,
         clock: Arc::new(SystemClock),
     };

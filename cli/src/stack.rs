@@ -90,6 +90,7 @@ impl RunningStack {
             db.clone(),
             QueueSettings {
                 max_receives: config.worker.max_attempts,
+                visibility_timeout: config.worker.visibility_timeout(),
                 ..QueueSettings::default()
             },
             clock.clone(),

@@ -527,6 +527,8 @@ max_attempts = 30
 base_delay_ms = 50
 max_delay_secs = 2
 request_timeout_secs = 1
+# A job in flight when its worker is killed is delivered again after this.
+visibility_timeout_secs = 5
 
 [[apps]]
 name = "scim"

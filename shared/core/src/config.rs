@@ -157,6 +157,10 @@ pub struct WorkerConfig {
     /// Set `max_attempts = 25, max_failed_attempts = 5` to let a throttled job wait its turn
     /// many times while a broken one still stops after 5 tries.
     pub max_failed_attempts: Option<u32>,
+    /// How long a job being worked on stays hidden from other workers of the embedded queue
+    /// (`userprov serve`); after a crash it is delivered again once this has passed. On AWS the
+    /// queue's VisibilityTimeout in template.yaml plays this part.
+    pub visibility_timeout_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -167,6 +171,7 @@ impl Default for WorkerConfig {
             max_delay_secs: 900,
             request_timeout_secs: 10,
             max_failed_attempts: None,
+            visibility_timeout_secs: 30,
         }
     }
 }
@@ -180,6 +185,9 @@ impl WorkerConfig {
     }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_secs(self.visibility_timeout_secs)
     }
 }
 
@@ -388,6 +396,14 @@ impl Config {
             issues.push(issue(
                 "worker.max_failed_attempts",
                 "must be between 1 and worker.max_attempts",
+            ));
+        }
+        if raw.worker.visibility_timeout_secs < raw.worker.request_timeout_secs.saturating_mul(2)
+            || raw.worker.visibility_timeout_secs > 12 * 3600
+        {
+            issues.push(issue(
+                "worker.visibility_timeout_secs",
+                "must be at least twice request_timeout_secs (a job makes several requests) and at most 43200 (12 hours)",
             ));
         }
         if raw.worker.request_timeout_secs == 0 {

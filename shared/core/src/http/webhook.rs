@@ -63,30 +63,37 @@ fn soap_fault(status: StatusCode, code: &str, message: &str) -> Response {
     } else {
         FaultCode::Client
     };
-    let mut response = soap(status, fault(fault_code, message));
-    if let Ok(value) = header::HeaderValue::from_str(code) {
+    with_reason(soap(status, fault(fault_code, message)), code)
+}
+
+/// Adds the machine-readable refusal reason as the `x-userprov-reason` header.
+fn with_reason(mut response: Response, reason: &str) -> Response {
+    if let Ok(value) = header::HeaderValue::from_str(reason) {
         response.headers_mut().insert("x-userprov-reason", value);
     }
     response
 }
 
-fn is_xml(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        media.as_str(),
-        "text/xml" | "application/xml" | "application/soap+xml"
+/// The request's media type, lowercased, without parameters (`; charset=...`).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
     )
+}
+
+fn is_xml(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|media| {
+        matches!(
+            media.as_str(),
+            "text/xml" | "application/xml" | "application/soap+xml"
+        )
+    })
 }
 
 async fn outbound_message(
@@ -164,32 +171,20 @@ fn problem(status: StatusCode, reason: &str, detail: &str) -> Response {
         "detail": detail,
         "reason": reason,
     });
-    let mut response = (
+    let response = (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
         body.to_string(),
     )
         .into_response();
-    if let Ok(value) = header::HeaderValue::from_str(reason) {
-        response.headers_mut().insert("x-userprov-reason", value);
-    }
-    response
+    with_reason(response, reason)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+    media_type(headers).is_some_and(|media| {
+        media == "application/json"
+            || (media.starts_with("application/") && media.ends_with("+json"))
+    })
 }
 
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

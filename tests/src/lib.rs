@@ -9,6 +9,7 @@
 
 pub mod aws_fixtures;
 pub mod fault_proxy;
+pub mod lambda_probe;
 pub mod peers;
 pub mod pipeline;
 pub mod scim_contract;

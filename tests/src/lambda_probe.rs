@@ -65,7 +65,9 @@ impl Function {
             Self::Webhook => format!(
                 "API Gateway v2 POST of a {WEBHOOK_NOTIFICATIONS}-notification Outbound Message"
             ),
-            Self::Worker => format!("SQS batch of {WORKER_BATCH} jobs (creates in scim2-server)"),
+            Self::Worker => {
+                format!("SQS batch of {WORKER_BATCH} jobs (new users, created in scim2-server)")
+            }
             Self::LogApi => format!("API Gateway v2 GET /logs?limit={LOG_API_LIMIT}"),
         }
     }
@@ -295,6 +297,9 @@ impl ProbeEnv {
             queue.queue_url().to_owned(),
         ));
         let message = generated_outbound_message(&format!("w{run}"), WEBHOOK_NOTIFICATIONS);
+        if run == 0 {
+            eprintln!("  the Outbound Message is {} bytes", message.len());
+        }
         let event = webhook_event(&self.token, &message);
         let (sample, response) = self.invoke(Function::Webhook, binary, env, event).await;
         let (status, body) = http_response(&response);
@@ -897,6 +902,14 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
 
+fn init_verdict(median: Duration, max: Duration) -> &'static str {
+    match (median <= INIT_GOAL, max <= INIT_GOAL) {
+        (true, true) => "met",
+        (true, false) => "median met, **max missed**",
+        (false, _) => "**missed**",
+    }
+}
+
 /// The results as a Markdown table.
 pub fn markdown_table(measurements: &[Measurement]) -> String {
     let mut out = String::from(
@@ -913,7 +926,7 @@ pub fn markdown_table(measurements: &[Measurement]) -> String {
             verdict(m.binary_bytes <= SIZE_GOAL_BYTES),
             ms(m.init_median()),
             ms(m.init_max()),
-            verdict(m.init_median() <= INIT_GOAL && m.init_max() <= INIT_GOAL),
+            init_verdict(m.init_median(), m.init_max()),
             m.init_hwm_max_kib() as f64 / 1024.0,
             m.peak_median_kib() as f64 / 1024.0,
             peak as f64 / 1024.0,

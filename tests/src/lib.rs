@@ -11,6 +11,7 @@ pub mod auth_gate;
 pub mod aws_fixtures;
 pub mod chaos;
 pub mod fault_proxy;
+pub mod lambda_probe;
 pub mod peers;
 pub mod pipeline;
 pub mod scim_contract;

@@ -46,6 +46,8 @@ pub struct FunctionEnv {
     pub max_receives: Option<u32>,
     /// Overrides `webhook.token_secret` (the template passes the generated secret's ARN).
     pub webhook_token_secret: Option<String>,
+    /// Overrides `log_api.cursor_secret` (the template passes a generated secret's ARN).
+    pub log_cursor_secret: Option<String>,
     pub secrets_cache_ttl: Duration,
 }
 
@@ -73,6 +75,7 @@ impl FunctionEnv {
             log_retention: Duration::from_secs(retention_days * 24 * 60 * 60),
             max_receives,
             webhook_token_secret: env("USERPROV_WEBHOOK_TOKEN_SECRET"),
+            log_cursor_secret: env("USERPROV_LOG_CURSOR_SECRET"),
             secrets_cache_ttl: Duration::from_secs(ttl_secs),
         })
     }

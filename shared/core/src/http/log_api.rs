@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use super::json_error;
 use crate::error::{Classify, ErrorClass};
 use crate::ids::SalesforceId;
-use crate::log::{LogCursor, LogQuery, LogStatus, MAX_PAGE_SIZE, Operation};
+use crate::log::{CursorError, CursorSigner, LogQuery, LogStatus, MAX_PAGE_SIZE, Operation};
 use crate::ports::{LinkStore, LogStore, StoreError};
 
 #[derive(Clone)]
@@ -24,6 +24,8 @@ pub struct LogApiState {
     pub links: Arc<dyn LinkStore>,
     /// For `POST /preview`.
     pub config: Arc<crate::config::Config>,
+    /// Seals page cursors; every process serving the same log needs the same key.
+    pub cursors: CursorSigner,
 }
 
 pub fn router(state: LogApiState) -> Router {
@@ -115,7 +117,7 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>,
 }
 
 impl LogParams {
-    fn into_query(self) -> Result<LogQuery, LogApiError> {
+    fn into_query(self, cursors: &CursorSigner) -> Result<LogQuery, LogApiError> {
         let status = self
             .status
             .as_deref()
@@ -147,10 +149,7 @@ impl LogParams {
                 format!("limit is at most {MAX_PAGE_SIZE}"),
             ));
         }
-        if let Some(cursor) = &self.cursor {
-            LogCursor::decode(cursor).map_err(|e| bad_request("bad_cursor", e.to_string()))?;
-        }
-        Ok(LogQuery {
+        let mut query = LogQuery {
             user: self.user,
             app: self.app,
             status,
@@ -159,8 +158,15 @@ impl LogParams {
             since: parse_time("since", self.since.as_deref())?,
             until: parse_time("until", self.until.as_deref())?,
             limit,
-            cursor: self.cursor,
-        })
+            cursor: None,
+        };
+        if let Some(sealed) = &self.cursor {
+            let store_cursor = cursors
+                .open(sealed, &query)
+                .map_err(|e: CursorError| bad_request("bad_cursor", e.to_string()))?;
+            query.cursor = Some(store_cursor);
+        }
+        Ok(query)
     }
 }
 
@@ -172,8 +178,12 @@ async fn list_logs(
 ) -> Result<Response, LogApiError> {
     let Query(params) =
         params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
-    let query = params.into_query()?;
-    Ok(Json(state.log.query(&query).await?).into_response())
+    let query = params.into_query(&state.cursors)?;
+    let mut page = state.log.query(&query).await?;
+    page.next_cursor = page
+        .next_cursor
+        .map(|store_cursor| state.cursors.seal(&store_cursor, &query));
+    Ok(Json(page).into_response())
 }
 
 async fn get_log(

@@ -229,6 +229,49 @@ pub fn truncate_response(body: &str, max: usize) -> String {
 
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
 
+/// Counts of log entries over a time range, by status and by app (`GET /stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStats {
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+    pub app: Option<String>,
+    pub total: u64,
+    /// Status name → entries.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// App name → its entries, in all and by status.
+    pub by_app: std::collections::BTreeMap<String, AppStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStats {
+    pub total: u64,
+    pub by_status: std::collections::BTreeMap<String, u64>,
+}
+
+impl LogStats {
+    pub fn new(since: OffsetDateTime, until: OffsetDateTime, app: Option<String>) -> Self {
+        Self {
+            since,
+            until,
+            app,
+            total: 0,
+            by_status: Default::default(),
+            by_app: Default::default(),
+        }
+    }
+
+    pub fn count(&mut self, entry: &LogEntry) {
+        let status = entry.status.as_str().to_owned();
+        self.total += 1;
+        *self.by_status.entry(status.clone()).or_default() += 1;
+        let app = self.by_app.entry(entry.app.clone()).or_default();
+        app.total += 1;
+        *app.by_status.entry(status).or_default() += 1;
+    }
+}
+
 /// Seals the stores' page cursors for the log API: each cursor the API hands out carries an
 /// HMAC-SHA256 over the store cursor and a hash of the query's filters, so a client can neither
 /// forge a position nor reuse a cursor under other filters to read past them.

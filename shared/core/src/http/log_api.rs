@@ -34,6 +34,7 @@ pub fn router(state: LogApiState) -> Router {
         .route("/logs/{id}", get(get_log))
         .route("/accounts", get(list_accounts))
         .route("/accounts/{app}/{user_id}", get(get_account))
+        .route("/stats", get(stats))
         .route("/preview", axum::routing::post(preview))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
@@ -200,6 +201,32 @@ async fn get_log(
         .await?
         .ok_or(LogApiError::NotFound(NOT_FOUND))?;
     Ok(Json(entry).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsParams {
+    since: Option<String>,
+    until: Option<String>,
+    app: Option<String>,
+}
+
+/// Counts by status and by app over `[since, until)`; the last 24 hours by default.
+async fn stats(
+    State(state): State<LogApiState>,
+    params: QueryResult<StatsParams>,
+) -> Result<Response, LogApiError> {
+    let Query(params) =
+        params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
+    let until =
+        parse_time("until", params.until.as_deref())?.unwrap_or_else(OffsetDateTime::now_utc);
+    let since = parse_time("since", params.since.as_deref())?
+        .unwrap_or_else(|| until - time::Duration::DAY);
+    if since >= until {
+        return Err(bad_request("bad_range", "since must be before until"));
+    }
+    let stats = state.log.stats(since, until, params.app.as_deref()).await?;
+    Ok(Json(stats).into_response())
 }
 
 #[derive(Debug, Deserialize)]

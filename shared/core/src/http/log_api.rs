@@ -37,7 +37,19 @@ pub fn router(state: LogApiState) -> Router {
         .route("/stats", get(stats))
         .route("/preview", axum::routing::post(preview))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of this API; the contract test checks the answers against it.
+pub const OPENAPI_JSON: &str = include_str!("../../../../infra/openapi/log-api.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,10 +234,12 @@ async fn stats(
         parse_time("until", params.until.as_deref())?.unwrap_or_else(OffsetDateTime::now_utc);
     let since = parse_time("since", params.since.as_deref())?
         .unwrap_or_else(|| until - time::Duration::DAY);
-    if since >= until {
-        return Err(bad_request("bad_range", "since must be before until"));
-    }
-    let stats = state.log.stats(since, until, params.app.as_deref()).await?;
+    // An empty range holds no entries: zero counts, not an error.
+    let stats = if since >= until {
+        crate::log::LogStats::new(since, until, params.app)
+    } else {
+        state.log.stats(since, until, params.app.as_deref()).await?
+    };
     Ok(Json(stats).into_response())
 }
 
@@ -243,7 +257,13 @@ async fn list_accounts(
 ) -> Result<Response, LogApiError> {
     let Query(params) =
         params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
-    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE_SIZE);
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(bad_request(
+            "bad_limit",
+            format!("limit is from 1 to {MAX_PAGE_SIZE}"),
+        ));
+    }
     let after = params.after.as_deref().and_then(|a| a.split_once('.'));
     let links = state
         .links
@@ -259,19 +279,22 @@ async fn get_account(
     State(state): State<LogApiState>,
     Path((app, user_id)): Path<(String, String)>,
 ) -> Result<Response, LogApiError> {
-    let user_id = SalesforceId::parse(&user_id).map_err(|_| {
-        bad_request(
+    const NO_LINK: &str = "userprov has no account link for that user in that app";
+    if user_id.len() != 15 && user_id.len() != 18
+        || !user_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(bad_request(
             "bad_user_id",
             "the user id must be a 15- or 18-character Salesforce id",
-        )
-    })?;
+        ));
+    }
+    // Well formed but with a wrong checksum: no user has that id, so there is no link.
+    let user_id = SalesforceId::parse(&user_id).map_err(|_| LogApiError::NotFound(NO_LINK))?;
     let link = state
         .links
         .get_link(&app, &user_id)
         .await?
-        .ok_or(LogApiError::NotFound(
-            "userprov has no account link for that user in that app",
-        ))?;
+        .ok_or(LogApiError::NotFound(NO_LINK))?;
     Ok(Json(link).into_response())
 }
 

@@ -156,6 +156,15 @@ impl RunningStack {
         .await
         .map_err(StackError::Token)?;
 
+        let log_api_token = match &config.log_api.token_secret {
+            Some(name) => Some(
+                secret_or_generate(secrets.as_ref(), name)
+                    .await
+                    .map_err(StackError::Token)?,
+            ),
+            None => None,
+        };
+
         let mut app = webhook::router(webhook::WebhookState {
             ingest,
             token: token.clone(),
@@ -167,6 +176,7 @@ impl RunningStack {
             links: Arc::new(store.clone()),
             config: config.clone(),
             cursors: userprov_core::log::CursorSigner::from_secret(cursor_key.expose().as_bytes()),
+            token: log_api_token,
         }));
         app = app.merge(queue_status_router(queue.clone()));
         if let Some(mock) = &mock {

@@ -112,3 +112,53 @@ async fn a_cursor_reads_on_under_its_own_filters_only() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_configured_the_log_api_answers_only_callers_that_carry_it() {
+    let scim = Scim2Server::shared();
+    let config = config_for(&scim.tenant_url("token"), "", "")
+        + "\n[log_api]\ntoken_secret = \"userprov/log-api-token\"\n";
+    let token = "log-api-token-4f1c9a";
+    let stack = TestStack::start(
+        &config,
+        &[
+            ("userprov/scim", &scim.token),
+            ("userprov/log-api-token", token),
+        ],
+    )
+    .await;
+    let base = stack.stack.base_url();
+    for path in ["/logs", "/accounts", "/stats", "/openapi.json"] {
+        let bare = stack
+            .http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), 401, "{path} without the token");
+        let wrong = stack
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth("log-api-token-4f1c9b")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{path} with another token");
+        let right = stack
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status(), 200, "{path} with the token");
+    }
+    let health = stack
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "liveness needs no token");
+    stack.shutdown().await;
+}

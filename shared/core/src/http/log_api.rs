@@ -26,19 +26,52 @@ pub struct LogApiState {
     pub config: Arc<crate::config::Config>,
     /// Seals page cursors; every process serving the same log needs the same key.
     pub cursors: CursorSigner,
+    /// When set, every route but `/healthz` requires `Authorization: Bearer <token>`.
+    pub token: Option<crate::ports::SecretValue>,
 }
 
 pub fn router(state: LogApiState) -> Router {
-    Router::new()
+    let token = state.token.clone();
+    let protected = Router::new()
         .route("/logs", get(list_logs))
         .route("/logs/{id}", get(get_log))
         .route("/accounts", get(list_accounts))
         .route("/accounts/{app}/{user_id}", get(get_account))
         .route("/stats", get(stats))
         .route("/preview", axum::routing::post(preview))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/openapi.json", get(openapi))
-        .with_state(state)
+        .with_state(state);
+    let protected = match token {
+        Some(token) => protected.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let authorised = bearer_matches(&request, &token);
+                async move {
+                    if authorised {
+                        next.run(request).await
+                    } else {
+                        json_error(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "this log API requires its bearer token",
+                        )
+                    }
+                }
+            },
+        )),
+        None => protected,
+    };
+    protected.route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+}
+
+/// Whether the request carries the bearer token; compared in constant time.
+fn bearer_matches(request: &axum::extract::Request, token: &crate::ports::SecretValue) -> bool {
+    use subtle::ConstantTimeEq;
+    request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
 }
 
 /// The OpenAPI 3.1 document of this API; the contract test checks the answers against it.

@@ -162,3 +162,62 @@ async fn with_a_token_configured_the_log_api_answers_only_callers_that_carry_it(
     assert_eq!(health.status(), 200, "liveness needs no token");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_api_answer_contains_a_configured_secret() {
+    let scim = Scim2Server::shared();
+    let webhook_token = "webhook-token-7d1e0b5a";
+    let events_key = "events-key-93c2aa10";
+    let stack = TestStack::start(
+        &config_for(&scim.tenant_url("leaks"), "", ""),
+        &[
+            ("userprov/scim", &scim.token),
+            ("userprov/webhook-token", webhook_token),
+            ("userprov/events-key", events_key),
+        ],
+    )
+    .await;
+    for body in [JOINERS, MOVER, LEAVER] {
+        let (status, answer) = stack.post_outbound(body).await;
+        assert_eq!(status, 200, "the webhook answered {answer}");
+        stack.wait_idle().await;
+    }
+    let entries = stack.log_entries("").await;
+    assert!(entries.len() >= 3, "{entries:?}");
+    let mut paths: Vec<String> = [
+        "/logs?limit=500",
+        "/accounts",
+        "/stats",
+        "/openapi.json",
+        "/healthz",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for entry in &entries {
+        paths.push(format!("/logs/{}", entry["id"].as_str().unwrap()));
+        paths.push(format!(
+            "/accounts/scim/{}",
+            entry["user_id"].as_str().unwrap()
+        ));
+    }
+    let base = stack.stack.base_url();
+    let secrets = [scim.token.as_str(), webhook_token, events_key];
+    let mut scanned = 0;
+    for path in &paths {
+        let body = stack
+            .http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        scanned += body.len();
+        for secret in secrets {
+            assert!(!body.contains(secret), "{path} shows a configured secret");
+        }
+    }
+    assert!(scanned > 1000, "the answers were read ({scanned} bytes)");
+    stack.shutdown().await;
+}

@@ -24,6 +24,9 @@ use userprov_core::ports::{
 };
 use userprov_core::worker::{RetryPolicy, Worker};
 
+/// The secret keying page cursors when `[log_api] cursor_secret` is not set.
+pub const DEFAULT_CURSOR_SECRET: &str = "userprov/log-cursor-key";
+
 /// Where the mock target is mounted on the local server.
 pub const MOCK_TARGET_PATH: &str = "/mock-target/v2";
 
@@ -45,7 +48,7 @@ pub enum StackError {
     Data { path: String, reason: String },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: SocketAddr, reason: String },
-    #[error("cannot read or create the webhook token: {0}")]
+    #[error("cannot read or create a secret (webhook token, events key or log API key): {0}")]
     Token(SecretError),
     #[error("cannot set up the connectors: {0}")]
     Connectors(String),
@@ -142,6 +145,27 @@ impl RunningStack {
         };
         let ingest = Arc::new(Ingest::new(config.clone(), Arc::new(queue.clone()), clock));
 
+        // Cursors stay valid across restarts: the key lives in the secret store.
+        let cursor_key = secret_or_generate(
+            secrets.as_ref(),
+            config
+                .log_api
+                .cursor_secret
+                .as_deref()
+                .unwrap_or(DEFAULT_CURSOR_SECRET),
+        )
+        .await
+        .map_err(StackError::Token)?;
+
+        let log_api_token = match &config.log_api.token_secret {
+            Some(name) => Some(
+                secret_or_generate(secrets.as_ref(), name)
+                    .await
+                    .map_err(StackError::Token)?,
+            ),
+            None => None,
+        };
+
         let mut app = webhook::router(webhook::WebhookState {
             ingest,
             token: token.clone(),
@@ -152,6 +176,8 @@ impl RunningStack {
             log: Arc::new(store.clone()),
             links: Arc::new(store.clone()),
             config: config.clone(),
+            cursors: userprov_core::log::CursorSigner::from_secret(cursor_key.expose().as_bytes()),
+            token: log_api_token,
         }));
         app = app.merge(queue_status_router(queue.clone()));
         if let Some(mock) = &mock {

@@ -4,6 +4,7 @@
 #   .venv            moto[server] (AWS APIs for the adapter tests), scim2-server (the SCIM target)
 #   .venv-ministack  ministack (local AWS that runs the deployed stack) + aws-sam-translator
 #   .venv-sam        aws-sam-cli, cfn-lint, cargo-lambda (with zig): build and check template.yaml
+#   .venv-schemathesis  schemathesis: checks the log API's answers against infra/openapi/log-api.json
 #   .tools/oidc-provider  oidc-provider from npm (the OAuth2 authorization server of the credential
 #                    tests), installed from tests/peers/oidc-provider/package-lock.json with `npm ci`
 #
@@ -13,7 +14,7 @@
 #
 #   bash infra/scripts/install-test-peers.sh            # all three
 #   bash infra/scripts/install-test-peers.sh .venv-sam  # only the named ones (.venv, .venv-ministack,
-#                                                       # .venv-sam, .tools/oidc-provider)
+#                                                       # .venv-sam, .venv-schemathesis, .tools/oidc-provider)
 #
 # USERPROV_PYTHON picks the interpreter (default python3, 3.10 or newer).
 set -euo pipefail
@@ -102,7 +103,7 @@ selected() {
 
 WANTED=("$@")
 for w in "${WANTED[@]}"; do
-    case $w in .venv | .venv-ministack | .venv-sam | .tools/oidc-provider) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam or .tools/oidc-provider)" ;; esac
+    case $w in .venv | .venv-ministack | .venv-sam | .venv-schemathesis | .tools/oidc-provider) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam, .venv-schemathesis or .tools/oidc-provider)" ;; esac
 done
 
 if selected .venv; then
@@ -298,6 +299,37 @@ ziglang==0.17.1
 PINS
 fi
 
+if selected .venv-schemathesis; then
+    ensure_venv .venv-schemathesis 'schemathesis==4.32.5' <<'PINS'
+anyio==4.16.0
+certifi==2026.10.19.post1
+charset-normalizer==3.5.3
+click==8.5.1
+graphql-core==3.3.2
+harfile==0.6.0
+hypothesis==6.170.17
+hypothesis-graphql==0.13.5
+idna==3.20
+iniconfig==2.3.1
+jsonschema_rs==0.60.3
+markdown-it-py==4.3.0
+MarkupSafe==3.0.4
+mdurl==0.1.2
+packaging==26.4
+pluggy==1.7.0
+Pygments==2.21.0
+pyrate-limiter==4.5.1
+pytest==9.2.0
+PyYAML==6.0.4
+requests==2.34.2
+rich==15.0.0
+sortedcontainers==2.4.0
+typing_extensions==4.16.0
+urllib3==2.8.0
+Werkzeug==3.1.9
+PINS
+fi
+
 # ensure_npm_tools NAME: `npm ci` of tests/peers/NAME (package.json + package-lock.json, every
 # version pinned by the lock) into .tools/NAME, unless its stamp says the lock is already there.
 ensure_npm_tools() {
@@ -323,4 +355,4 @@ if selected .tools/oidc-provider; then
     ensure_npm_tools oidc-provider
 fi
 
-say "done: $(cd "$REPO" && ls -d .venv .venv-ministack .venv-sam .tools/* 2>/dev/null | tr "\n" " ")"
+say "done: $(cd "$REPO" && ls -d .venv .venv-ministack .venv-sam .venv-schemathesis .tools/* 2>/dev/null | tr "\n" " ")"

@@ -48,6 +48,8 @@ pub struct FunctionEnv {
     pub webhook_token_secret: Option<String>,
     /// Overrides `webhook.events.secret` (the template passes the generated key's ARN).
     pub events_key_secret: Option<String>,
+    /// Overrides `log_api.cursor_secret` (the template passes a generated secret's ARN).
+    pub log_cursor_secret: Option<String>,
     pub secrets_cache_ttl: Duration,
 }
 
@@ -76,6 +78,7 @@ impl FunctionEnv {
             max_receives,
             webhook_token_secret: env("USERPROV_WEBHOOK_TOKEN_SECRET"),
             events_key_secret: env("USERPROV_EVENTS_KEY_SECRET"),
+            log_cursor_secret: env("USERPROV_LOG_CURSOR_SECRET"),
             secrets_cache_ttl: Duration::from_secs(ttl_secs),
         })
     }

@@ -104,6 +104,21 @@ struct RawConfig {
     worker: WorkerConfig,
     #[serde(default)]
     apps: Vec<RawApp>,
+    #[serde(default)]
+    log_api: LogApiConfig,
+}
+
+/// The log API's keys (`[log_api]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogApiConfig {
+    /// The secret whose value keys the signatures on page cursors. Every process serving the
+    /// same log must read the same secret (on AWS the template passes a generated one). Unset:
+    /// `userprov serve` creates `userprov/log-cursor-key` in its secret store on first start.
+    pub cursor_secret: Option<String>,
+    /// The secret holding a bearer token that `userprov serve` requires on the log API. Unset:
+    /// no token (the server binds loopback by default). On AWS, API Gateway authorises with IAM.
+    pub token_secret: Option<String>,
 }
 
 /// The Salesforce org(s) that may send events.
@@ -320,6 +335,7 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub worker: WorkerConfig,
     pub apps: Vec<AppConfig>,
+    pub log_api: LogApiConfig,
 }
 
 pub const CONNECTORS: &[&str] = &["scim2"];
@@ -585,6 +601,7 @@ impl Config {
                 org_ids,
                 events,
                 webhook: raw.webhook,
+                log_api: raw.log_api,
                 worker: raw.worker,
                 apps,
             })
@@ -776,7 +793,10 @@ externalId = "Id"
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(sections, vec!["apps", "source", "webhook", "worker"]);
+        assert_eq!(
+            sections,
+            vec!["apps", "log_api", "source", "webhook", "worker"]
+        );
         let app = &schema["$defs"]["RawApp"];
         assert_eq!(app["additionalProperties"], false);
         for key in ["mapping", "scope", "groups", "triggers", "deactivate"] {

@@ -228,3 +228,264 @@ pub fn truncate_response(body: &str, max: usize) -> String {
 }
 
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
+
+/// Counts of log entries over a time range, by status and by app (`GET /stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStats {
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+    pub app: Option<String>,
+    pub total: u64,
+    /// Status name → entries.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// App name → its entries, in all and by status.
+    pub by_app: std::collections::BTreeMap<String, AppStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStats {
+    pub total: u64,
+    pub by_status: std::collections::BTreeMap<String, u64>,
+}
+
+impl LogStats {
+    pub fn new(since: OffsetDateTime, until: OffsetDateTime, app: Option<String>) -> Self {
+        Self {
+            since,
+            until,
+            app,
+            total: 0,
+            by_status: Default::default(),
+            by_app: Default::default(),
+        }
+    }
+
+    pub fn count(&mut self, entry: &LogEntry) {
+        let status = entry.status.as_str().to_owned();
+        self.total += 1;
+        *self.by_status.entry(status.clone()).or_default() += 1;
+        let app = self.by_app.entry(entry.app.clone()).or_default();
+        app.total += 1;
+        *app.by_status.entry(status).or_default() += 1;
+    }
+}
+
+/// Seals the stores' page cursors for the log API: each cursor the API hands out carries an
+/// HMAC-SHA256 over the store cursor and a hash of the query's filters, so a client can neither
+/// forge a position nor reuse a cursor under other filters to read past them.
+///
+/// Every process that serves the same log must hold the same key (several Lambda containers
+/// accept each other's cursors): the key comes from a secret, never from the request.
+#[derive(Clone)]
+pub struct CursorSigner {
+    /// A full HMAC block, so keying never fails.
+    key: [u8; 64],
+}
+
+impl std::fmt::Debug for CursorSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorSigner(<key redacted>)")
+    }
+}
+
+/// Why the log API refuses a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("the cursor is not one this API handed out")]
+    Invalid,
+    #[error("the cursor belongs to a query with other filters; repeat the filters it came with")]
+    OtherFilter,
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+impl CursorSigner {
+    /// A signer whose key is derived from a secret's value (domain-separated, so the same secret
+    /// may serve another purpose without its value being usable as a cursor key).
+    pub fn from_secret(secret: &[u8]) -> Self {
+        use hmac::Mac;
+        use hmac::digest::KeyInit;
+        let mut key = [0u8; 64];
+        // HMAC takes keys of any length; a long secret is hashed down first.
+        let mut derive = if secret.len() <= key.len() {
+            key[..secret.len()].copy_from_slice(secret);
+            <HmacSha256 as KeyInit>::new(&key.into())
+        } else {
+            let mut hashed = [0u8; 64];
+            hashed[..32].copy_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(secret));
+            <HmacSha256 as KeyInit>::new(&hashed.into())
+        };
+        derive.update(b"userprov log cursor key v1");
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&derive.finalize().into_bytes());
+        Self { key }
+    }
+
+    /// A signer with a random key: cursors last as long as the process.
+    pub fn random() -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 64];
+        rand::rng().fill_bytes(&mut key[..32]);
+        Self { key }
+    }
+
+    fn mac(&self, payload: &str) -> HmacSha256 {
+        use hmac::Mac;
+        use hmac::digest::KeyInit;
+        let mut mac = <HmacSha256 as KeyInit>::new(&self.key.into());
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    /// The cursor to hand out for a store's `next_cursor` under `query`.
+    pub fn seal(&self, store_cursor: &str, query: &LogQuery) -> String {
+        use hmac::Mac;
+        let payload = format!(
+            "{store_cursor}.{}",
+            URL_SAFE_NO_PAD.encode(query.filter_digest())
+        );
+        let tag = self.mac(&payload).finalize().into_bytes();
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The store cursor inside a sealed cursor, if this signer sealed it for these filters.
+    pub fn open(&self, sealed: &str, query: &LogQuery) -> Result<String, CursorError> {
+        use hmac::Mac;
+        let (payload, tag) = sealed.rsplit_once('.').ok_or(CursorError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| CursorError::Invalid)?;
+        // Constant-time comparison of the tag.
+        self.mac(payload)
+            .verify_slice(&tag)
+            .map_err(|_| CursorError::Invalid)?;
+        let (store_cursor, digest) = payload.split_once('.').ok_or(CursorError::Invalid)?;
+        if digest != URL_SAFE_NO_PAD.encode(query.filter_digest()) {
+            return Err(CursorError::OtherFilter);
+        }
+        LogCursor::decode(store_cursor).map_err(|_| CursorError::Invalid)?;
+        Ok(store_cursor.to_owned())
+    }
+}
+
+impl LogQuery {
+    /// A hash of the filters in normal form (a user id in its 18-character form, a username in
+    /// lower case, times in nanoseconds); the page size and cursor are not filters.
+    pub fn filter_digest(&self) -> [u8; 16] {
+        use sha2::Digest;
+        let user = self
+            .user
+            .as_deref()
+            .map(|user| match crate::ids::SalesforceId::parse(user) {
+                Ok(id) => format!("id:{}", id.as_str()),
+                Err(_) => format!("name:{}", user.to_lowercase()),
+            });
+        let normal = serde_json::json!([
+            user,
+            self.app,
+            self.status.map(LogStatus::as_str),
+            self.operation.map(Operation::as_str),
+            self.event_id,
+            self.since.map(|t| t.unix_timestamp_nanos().to_string()),
+            self.until.map(|t| t.unix_timestamp_nanos().to_string()),
+        ]);
+        let hash = sha2::Sha256::digest(normal.to_string().as_bytes());
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&hash[..16]);
+        digest
+    }
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    fn store_cursor() -> String {
+        LogCursor {
+            before_id: "01JQ0000000000000000000000".into(),
+        }
+        .encode()
+    }
+
+    fn failures_of(app: &str) -> LogQuery {
+        LogQuery {
+            app: Some(app.into()),
+            status: Some(LogStatus::Failed),
+            ..LogQuery::default()
+        }
+    }
+
+    #[test]
+    fn a_sealed_cursor_opens_under_the_same_filters_and_any_page_size() {
+        let signer = CursorSigner::from_secret(b"s3cret");
+        let sealed = signer.seal(&store_cursor(), &failures_of("slack"));
+        let mut query = failures_of("slack");
+        query.limit = 7;
+        assert_eq!(signer.open(&sealed, &query), Ok(store_cursor()));
+    }
+
+    #[test]
+    fn a_cursor_used_with_other_filters_is_refused() {
+        let signer = CursorSigner::from_secret(b"s3cret");
+        let sealed = signer.seal(&store_cursor(), &failures_of("slack"));
+        assert_eq!(
+            signer.open(&sealed, &failures_of("github")),
+            Err(CursorError::OtherFilter)
+        );
+        assert_eq!(
+            signer.open(&sealed, &LogQuery::default()),
+            Err(CursorError::OtherFilter)
+        );
+    }
+
+    #[test]
+    fn a_forged_or_altered_cursor_is_refused() {
+        let signer = CursorSigner::from_secret(b"s3cret");
+        let query = failures_of("slack");
+        let sealed = signer.seal(&store_cursor(), &query);
+        let other_key = CursorSigner::from_secret(b"another");
+        assert_eq!(other_key.open(&sealed, &query), Err(CursorError::Invalid));
+        // The bare store cursor, as the API used to hand out, is not accepted.
+        assert_eq!(
+            signer.open(&store_cursor(), &query),
+            Err(CursorError::Invalid)
+        );
+        let later = LogCursor {
+            before_id: "01JZ0000000000000000000000".into(),
+        }
+        .encode();
+        let (_, rest) = sealed.split_once('.').unwrap();
+        let moved = format!("{later}.{rest}");
+        assert_eq!(signer.open(&moved, &query), Err(CursorError::Invalid));
+        for junk in ["", ".", "..", "a.b.c", "djE6bm9wZQ"] {
+            assert_eq!(
+                signer.open(junk, &query),
+                Err(CursorError::Invalid),
+                "{junk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_in_another_spelling_are_the_same_filters() {
+        let by_name = |name: &str| LogQuery {
+            user: Some(name.into()),
+            ..LogQuery::default()
+        };
+        assert_eq!(
+            by_name("Marta@Example.com").filter_digest(),
+            by_name("marta@example.com").filter_digest()
+        );
+        assert_eq!(
+            by_name("005000000000001").filter_digest(),
+            by_name(
+                crate::ids::SalesforceId::parse("005000000000001")
+                    .unwrap()
+                    .as_str()
+            )
+            .filter_digest()
+        );
+    }
+}

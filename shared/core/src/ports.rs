@@ -138,6 +138,35 @@ pub trait LogStore: Send + Sync {
     async fn get_entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError>;
     /// Entries matching the query, newest first, one page at a time.
     async fn query(&self, query: &LogQuery) -> Result<LogPage, StoreError>;
+
+    /// Counts of the entries with `since <= time < until` (of one app, when given), by status
+    /// and by app. Reads the range through [`LogStore::query`], so each store's time-range
+    /// reading applies (the by_day or by_app index on DynamoDB, the id order locally).
+    async fn stats(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        app: Option<&str>,
+    ) -> Result<crate::log::LogStats, StoreError> {
+        let mut stats = crate::log::LogStats::new(since, until, app.map(str::to_owned));
+        let mut query = LogQuery {
+            app: app.map(str::to_owned),
+            since: Some(since),
+            until: Some(until),
+            limit: crate::log::MAX_PAGE_SIZE,
+            ..LogQuery::default()
+        };
+        loop {
+            let page = self.query(&query).await?;
+            for entry in &page.entries {
+                stats.count(entry);
+            }
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(stats),
+            }
+        }
+    }
 }
 
 /// A secret's value. Its `Debug` never shows the value.

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use super::json_error;
 use crate::error::{Classify, ErrorClass};
 use crate::ids::SalesforceId;
-use crate::log::{LogCursor, LogQuery, LogStatus, MAX_PAGE_SIZE, Operation};
+use crate::log::{CursorError, CursorSigner, LogQuery, LogStatus, MAX_PAGE_SIZE, Operation};
 use crate::ports::{LinkStore, LogStore, StoreError};
 
 #[derive(Clone)]
@@ -24,17 +24,65 @@ pub struct LogApiState {
     pub links: Arc<dyn LinkStore>,
     /// For `POST /preview`.
     pub config: Arc<crate::config::Config>,
+    /// Seals page cursors; every process serving the same log needs the same key.
+    pub cursors: CursorSigner,
+    /// When set, every route but `/healthz` requires `Authorization: Bearer <token>`.
+    pub token: Option<crate::ports::SecretValue>,
 }
 
 pub fn router(state: LogApiState) -> Router {
-    Router::new()
+    let token = state.token.clone();
+    let protected = Router::new()
         .route("/logs", get(list_logs))
         .route("/logs/{id}", get(get_log))
         .route("/accounts", get(list_accounts))
         .route("/accounts/{app}/{user_id}", get(get_account))
+        .route("/stats", get(stats))
         .route("/preview", axum::routing::post(preview))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .with_state(state)
+        .route("/openapi.json", get(openapi))
+        .with_state(state);
+    let protected = match token {
+        Some(token) => protected.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let authorised = bearer_matches(&request, &token);
+                async move {
+                    if authorised {
+                        next.run(request).await
+                    } else {
+                        json_error(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "this log API requires its bearer token",
+                        )
+                    }
+                }
+            },
+        )),
+        None => protected,
+    };
+    protected.route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+}
+
+/// Whether the request carries the bearer token; compared in constant time.
+fn bearer_matches(request: &axum::extract::Request, token: &crate::ports::SecretValue) -> bool {
+    use subtle::ConstantTimeEq;
+    request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+}
+
+/// The OpenAPI 3.1 document of this API; the contract test checks the answers against it.
+pub const OPENAPI_JSON: &str = include_str!("../../../../infra/openapi/log-api.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +163,7 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>,
 }
 
 impl LogParams {
-    fn into_query(self) -> Result<LogQuery, LogApiError> {
+    fn into_query(self, cursors: &CursorSigner) -> Result<LogQuery, LogApiError> {
         let status = self
             .status
             .as_deref()
@@ -147,10 +195,7 @@ impl LogParams {
                 format!("limit is at most {MAX_PAGE_SIZE}"),
             ));
         }
-        if let Some(cursor) = &self.cursor {
-            LogCursor::decode(cursor).map_err(|e| bad_request("bad_cursor", e.to_string()))?;
-        }
-        Ok(LogQuery {
+        let mut query = LogQuery {
             user: self.user,
             app: self.app,
             status,
@@ -159,8 +204,15 @@ impl LogParams {
             since: parse_time("since", self.since.as_deref())?,
             until: parse_time("until", self.until.as_deref())?,
             limit,
-            cursor: self.cursor,
-        })
+            cursor: None,
+        };
+        if let Some(sealed) = &self.cursor {
+            let store_cursor = cursors
+                .open(sealed, &query)
+                .map_err(|e: CursorError| bad_request("bad_cursor", e.to_string()))?;
+            query.cursor = Some(store_cursor);
+        }
+        Ok(query)
     }
 }
 
@@ -172,8 +224,12 @@ async fn list_logs(
 ) -> Result<Response, LogApiError> {
     let Query(params) =
         params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
-    let query = params.into_query()?;
-    Ok(Json(state.log.query(&query).await?).into_response())
+    let query = params.into_query(&state.cursors)?;
+    let mut page = state.log.query(&query).await?;
+    page.next_cursor = page
+        .next_cursor
+        .map(|store_cursor| state.cursors.seal(&store_cursor, &query));
+    Ok(Json(page).into_response())
 }
 
 async fn get_log(
@@ -194,6 +250,34 @@ async fn get_log(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct StatsParams {
+    since: Option<String>,
+    until: Option<String>,
+    app: Option<String>,
+}
+
+/// Counts by status and by app over `[since, until)`; the last 24 hours by default.
+async fn stats(
+    State(state): State<LogApiState>,
+    params: QueryResult<StatsParams>,
+) -> Result<Response, LogApiError> {
+    let Query(params) =
+        params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
+    let until =
+        parse_time("until", params.until.as_deref())?.unwrap_or_else(OffsetDateTime::now_utc);
+    let since = parse_time("since", params.since.as_deref())?
+        .unwrap_or_else(|| until - time::Duration::DAY);
+    // An empty range holds no entries: zero counts, not an error.
+    let stats = if since >= until {
+        crate::log::LogStats::new(since, until, params.app)
+    } else {
+        state.log.stats(since, until, params.app.as_deref()).await?
+    };
+    Ok(Json(stats).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AccountParams {
     app: Option<String>,
     after: Option<String>,
@@ -206,7 +290,13 @@ async fn list_accounts(
 ) -> Result<Response, LogApiError> {
     let Query(params) =
         params.map_err(|rejection| bad_request("bad_query", rejection.body_text()))?;
-    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE_SIZE);
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(bad_request(
+            "bad_limit",
+            format!("limit is from 1 to {MAX_PAGE_SIZE}"),
+        ));
+    }
     let after = params.after.as_deref().and_then(|a| a.split_once('.'));
     let links = state
         .links
@@ -222,19 +312,22 @@ async fn get_account(
     State(state): State<LogApiState>,
     Path((app, user_id)): Path<(String, String)>,
 ) -> Result<Response, LogApiError> {
-    let user_id = SalesforceId::parse(&user_id).map_err(|_| {
-        bad_request(
+    const NO_LINK: &str = "userprov has no account link for that user in that app";
+    if user_id.len() != 15 && user_id.len() != 18
+        || !user_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(bad_request(
             "bad_user_id",
             "the user id must be a 15- or 18-character Salesforce id",
-        )
-    })?;
+        ));
+    }
+    // Well formed but with a wrong checksum: no user has that id, so there is no link.
+    let user_id = SalesforceId::parse(&user_id).map_err(|_| LogApiError::NotFound(NO_LINK))?;
     let link = state
         .links
         .get_link(&app, &user_id)
         .await?
-        .ok_or(LogApiError::NotFound(
-            "userprov has no account link for that user in that app",
-        ))?;
+        .ok_or(LogApiError::NotFound(NO_LINK))?;
     Ok(Json(link).into_response())
 }
 

@@ -411,10 +411,17 @@ pub async fn run(options: &ReconcileOptions) -> Result<String, Failure> {
                 Category::Unmatched,
                 Some(user),
                 ids,
-                format!(
-                    "no account has {}: one would be created",
-                    described.join(" and ")
-                ),
+                if user.is_active() == Some(false) {
+                    format!(
+                        "no account has {}; the user is inactive: nothing to do",
+                        described.join(" and ")
+                    )
+                } else {
+                    format!(
+                        "no account has {}: one would be created",
+                        described.join(" and ")
+                    )
+                },
             )),
             [account] => {
                 let inactive = if user.is_active() == Some(false) {

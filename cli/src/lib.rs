@@ -2,5 +2,8 @@
 
 pub mod admin;
 pub mod demo;
+pub mod import;
+pub mod reconcile;
 pub mod render;
 pub mod stack;
+pub mod user_csv;

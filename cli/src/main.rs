@@ -138,6 +138,54 @@ enum Command {
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
     },
+    /// Queue one job per user of a Salesforce User export (CSV), after checking every row.
+    #[command(
+        after_help = "Examples:\n  userprov import --app slack users.csv --dry-run\n  userprov import --app slack users.csv --dry-run --check-target\n  userprov import --app slack users.csv --rate 200\n  userprov import --app slack users.csv --skip-invalid\n\nThe first line names the columns with field API names (a report or a Data Loader export):\nId and IsActive, plus the fields the app's mapping requires. Nothing is queued unless every\nrow is valid (or --skip-invalid). An interrupted import resumes where it stopped: run it again.\nStop `userprov serve` first: this command opens its data directory.\nExit codes: 0 done, 2 bad file or configuration, 1 other failures."
+    )]
+    Import {
+        #[arg(long)]
+        app: String,
+        /// The CSV export of User records.
+        file: PathBuf,
+        /// Print what would be done (create, adopt, update, skip...), queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: look each new user up in the app to tell adopt from create.
+        #[arg(long, requires = "dry_run")]
+        check_target: bool,
+        /// Queue the valid rows and report the invalid ones, instead of refusing the file.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Jobs queued per second (0: no limit).
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, short, env = "USERPROV_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
+    /// Compare an app's accounts with the Salesforce users: linked, drift, matchable, duplicates, orphaned.
+    #[command(
+        after_help = "Examples:\n  userprov reconcile --app slack\n  userprov reconcile --app slack --users users.csv --json\n  userprov reconcile --app slack --users users.csv --apply\n\nThe Salesforce users are the snapshots in the account links, and the export given with --users.\n--apply links the matchable accounts (managed by adoption); nothing is ever deleted.\nStop `userprov serve` first: this command opens its data directory.\nExit codes: 0 done, 2 bad file or configuration, 1 other failures."
+    )]
+    Reconcile {
+        #[arg(long)]
+        app: String,
+        /// A Salesforce User export (CSV), newer than the snapshots in the account links.
+        #[arg(long)]
+        users: Option<PathBuf>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+        /// Link the matchable accounts.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, short, env = "USERPROV_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".userprov")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +347,55 @@ async fn main() -> ExitCode {
         } => {
             init_tracing(cli.log_format, "warn");
             finish(admin::resync(config.as_deref(), &data_dir, &app, &user, snapshot).await)
+        }
+        Command::Import {
+            app,
+            file,
+            dry_run,
+            check_target,
+            skip_invalid,
+            rate,
+            config,
+            data_dir,
+        } => {
+            init_tracing(cli.log_format, "warn");
+            let options = userprov_cli::import::ImportOptions {
+                app,
+                file,
+                dry_run,
+                check_target,
+                skip_invalid,
+                rate,
+                data_dir,
+                config,
+            };
+            finish_with_code(userprov_cli::import::run(&options).await)
+        }
+        Command::Reconcile {
+            app,
+            users,
+            json,
+            csv,
+            apply,
+            config,
+            data_dir,
+        } => {
+            init_tracing(cli.log_format, "warn");
+            use userprov_cli::reconcile::{Format, ReconcileOptions, run};
+            let format = match (json, csv) {
+                (true, _) => Format::Json,
+                (_, true) => Format::Csv,
+                _ => Format::Table,
+            };
+            let options = ReconcileOptions {
+                app,
+                format,
+                apply,
+                users,
+                data_dir,
+                config,
+            };
+            finish_with_code(run(&options).await)
         }
         Command::Validate { config } => {
             let result = match &config {
@@ -470,6 +567,20 @@ fn finish(result: admin::CommandResult) -> ExitCode {
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a command's output, or its failure on stderr with the failure's exit code.
+fn finish_with_code(result: Result<String, userprov_cli::import::Failure>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            write_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit)
         }
     }
 }

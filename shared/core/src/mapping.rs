@@ -465,6 +465,28 @@ impl Mapping {
             .find(|t| t.raw == attribute)
     }
 
+    /// Every target attribute the mapping writes, in rule order.
+    pub fn target_paths(&self) -> impl Iterator<Item = &TargetPath> {
+        self.rules.iter().map(|r| &r.target)
+    }
+
+    /// The Salesforce fields that required rules without a default read directly
+    /// (`{ from = "Field", required = true }`): a user without them cannot be provisioned.
+    pub fn required_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.required && r.default.is_none())
+            .filter_map(|r| match &r.source {
+                Source::Field(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+
     /// The Salesforce fields the mapping reads, sorted, each once.
     pub fn source_fields(&self) -> Vec<String> {
         let mut fields: Vec<String> = self

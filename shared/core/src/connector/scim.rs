@@ -24,6 +24,7 @@ use crate::mapping::TargetPath;
 use crate::ports::SecretValue;
 
 pub mod groups;
+pub mod listing;
 
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";

@@ -109,6 +109,7 @@ enum Command {
         after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n\nStop `userprov serve` first: this command opens its data directory."
     )]
     Redrive {
+        /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
         /// A Salesforce user id (15 or 18 characters) or a username.
@@ -125,6 +126,7 @@ enum Command {
         after_help = "Examples:\n  userprov resync --app slack --user 0058a00000LmN2pAAF\n  userprov resync --app slack --user 0058a00000LmN2pAAF --snapshot marta.json\n\nStop `userprov serve` first: this command opens its data directory."
     )]
     Resync {
+        /// The app, as named in the configuration.
         #[arg(long)]
         app: String,
         /// The Salesforce user id.
@@ -143,6 +145,7 @@ enum Command {
         after_help = "Examples:\n  userprov import --app slack users.csv --dry-run\n  userprov import --app slack users.csv --dry-run --check-target\n  userprov import --app slack users.csv --rate 200\n  userprov import --app slack users.csv --skip-invalid\n\nThe first line names the columns with field API names (a report or a Data Loader export):\nId and IsActive, plus the fields the app's mapping requires. Nothing is queued unless every\nrow is valid (or --skip-invalid). An interrupted import resumes where it stopped: run it again.\nStop `userprov serve` first: this command opens its data directory.\nExit codes: 0 done, 2 bad file or configuration, 1 other failures."
     )]
     Import {
+        /// The app, as named in the configuration.
         #[arg(long)]
         app: String,
         /// The CSV export of User records.
@@ -169,6 +172,7 @@ enum Command {
         after_help = "Examples:\n  userprov reconcile --app slack\n  userprov reconcile --app slack --users users.csv --json\n  userprov reconcile --app slack --users users.csv --apply\n\nThe Salesforce users are the snapshots in the account links, and the export given with --users.\n--apply links the matchable accounts (managed by adoption); nothing is ever deleted.\nStop `userprov serve` first: this command opens its data directory.\nExit codes: 0 done, 2 bad file or configuration, 1 other failures."
     )]
     Reconcile {
+        /// The app, as named in the configuration.
         #[arg(long)]
         app: String,
         /// A Salesforce User export (CSV), newer than the snapshots in the account links.
@@ -192,6 +196,7 @@ enum Command {
 enum HoldsAction {
     /// The held jobs, oldest first.
     List {
+        /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
         #[arg(long, default_value = ".userprov")]
@@ -205,6 +210,7 @@ enum HoldsAction {
         /// Every hold of --app.
         #[arg(long, requires = "app", conflicts_with = "ids")]
         all: bool,
+        /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
         #[arg(long, default_value = ".userprov")]
@@ -216,6 +222,7 @@ enum HoldsAction {
         ids: Vec<String>,
         #[arg(long, requires = "app", conflicts_with = "ids")]
         all: bool,
+        /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
         #[arg(long, default_value = ".userprov")]

@@ -64,7 +64,7 @@ cat "$OUT/table.md" >&2
 
 step "Write $DOC"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-profile=$(awk '/^\[profile.release\]/{on=1; next} /^\[/{on=0} on && NF' Cargo.toml | paste -sd';' - | sed 's/;/; /g')
+profile=$(awk '/^\[profile.release\]/{on=1; next} /^\[/{on=0} on && NF && !/^#/' Cargo.toml | paste -sd';' - | sed 's/;/; /g')
 {
     echo "$BEGIN_MARK"
     echo

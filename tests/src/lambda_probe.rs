@@ -154,6 +154,8 @@ pub struct ProbeEnv {
     token_secret: String,
     token: String,
     app_secret: String,
+    cursor_secret: String,
+    events_secret: String,
     work_dir: tempfile::TempDir,
 }
 
@@ -176,8 +178,12 @@ impl ProbeEnv {
         let token = unique("probe-webhook-token");
         let token_secret = unique("userprov-webhook-token/probe");
         let app_secret = unique("userprov/scim");
+        let cursor_secret = unique("userprov-log-cursor-key/probe");
+        let events_secret = unique("userprov-events-key/probe");
         for (name, value) in [
             (&token_secret, token.clone()),
+            (&cursor_secret, unique("probe-cursor-key")),
+            (&events_secret, unique("probe-events-key")),
             (
                 &app_secret,
                 json!({"type": "bearer", "token": scim_token}).to_string(),
@@ -200,6 +206,8 @@ impl ProbeEnv {
             token_secret,
             token,
             app_secret,
+            cursor_secret,
+            events_secret,
             work_dir: tempfile::tempdir().expect("a temporary directory"),
         }
     }
@@ -250,6 +258,10 @@ impl ProbeEnv {
         ];
         if function == Function::Webhook {
             env.push(("USERPROV_WEBHOOK_TOKEN_SECRET", self.token_secret.clone()));
+            env.push(("USERPROV_EVENTS_KEY_SECRET", self.events_secret.clone()));
+        }
+        if function == Function::LogApi {
+            env.push(("USERPROV_LOG_CURSOR_SECRET", self.cursor_secret.clone()));
         }
         if function == Function::Worker {
             env.push(("USERPROV_MAX_RECEIVES", "5".to_owned()));

@@ -27,8 +27,8 @@ use userprov_core::plan::{Plan, plan};
 use userprov_core::ports::{JobQueue, LinkStore, SystemClock};
 use userprov_core::source::{EventSource, SourceEvent, SourceUser};
 
-use crate::reconcile::match_keys;
 use crate::user_csv::{HashingReader, Row, UserCsv};
+use userprov_core::worker::match_keys;
 
 /// Exit codes scripts can rely on.
 pub const EXIT_FAILURE: u8 = 1;

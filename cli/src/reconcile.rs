@@ -26,6 +26,7 @@ use userprov_core::link::{AccountLink, ManagedBy};
 use userprov_core::mapping::TargetPath;
 use userprov_core::ports::LinkStore;
 use userprov_core::source::SourceUser;
+use userprov_core::worker::match_keys;
 
 use crate::import::{Failure, find_app, load_config, open_db};
 use crate::user_csv::{Row, UserCsv};
@@ -101,26 +102,6 @@ pub struct Report {
     /// Links written by `--apply`.
     pub adopted: usize,
     pub findings: Vec<Finding>,
-}
-
-/// The match keys for finding an existing account: each `match_on` attribute with its mapped
-/// value (as the worker computes them).
-pub fn match_keys(app: &AppConfig, payload: &Value) -> Vec<MatchKey> {
-    app.match_on
-        .iter()
-        .filter_map(|attribute| {
-            let path = app.mapping.target_path(attribute)?;
-            let value = match path.read(payload)? {
-                Value::String(s) => s.clone(),
-                Value::Null => return None,
-                other => other.to_string(),
-            };
-            Some(MatchKey {
-                attribute: attribute.clone(),
-                value,
-            })
-        })
-        .collect()
 }
 
 /// SCIM compares `userName` and `emails` without regard to case (RFC 7643 `caseExact: false`).

@@ -1050,7 +1050,7 @@ pub fn desired_resource(
 }
 
 /// The match keys for finding an existing account: each `match_on` attribute with its mapped value.
-pub(crate) fn match_keys(app: &AppConfig, payload: &Value) -> Vec<MatchKey> {
+pub fn match_keys(app: &AppConfig, payload: &Value) -> Vec<MatchKey> {
     app.match_on
         .iter()
         .filter_map(|attribute| {

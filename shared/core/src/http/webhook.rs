@@ -147,12 +147,7 @@ async fn outbound_message(
                 soap(StatusCode::OK, ACK.to_owned())
             }
             Err(error) => {
-                let status = match (&error, error.class()) {
-                    (IngestError::ForeignOrganization(_), _) => StatusCode::FORBIDDEN,
-                    (_, ErrorClass::BadInput) => StatusCode::BAD_REQUEST,
-                    (_, ErrorClass::Transient) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
+                let status = refusal_status(&error);
                 tracing::warn!(reason = error.code(), %error, status = status.as_u16(), "refused");
                 soap_fault(status, error.code(), &error.to_string())
             }
@@ -160,6 +155,16 @@ async fn outbound_message(
     }
     .instrument(span)
     .await
+}
+
+/// The HTTP status for a message the ingest refused, the same on both routes.
+fn refusal_status(error: &IngestError) -> StatusCode {
+    match (error, error.class()) {
+        (IngestError::ForeignOrganization(_), _) => StatusCode::FORBIDDEN,
+        (_, ErrorClass::BadInput) => StatusCode::BAD_REQUEST,
+        (_, ErrorClass::Transient) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 /// An RFC 9457 problem answer, with the machine-readable reason in the body and a header.
@@ -284,12 +289,7 @@ async fn events_message(
                     .into_response()
             }
             Err(error) => {
-                let status = match (&error, error.class()) {
-                    (IngestError::ForeignOrganization(_), _) => StatusCode::FORBIDDEN,
-                    (_, ErrorClass::BadInput) => StatusCode::BAD_REQUEST,
-                    (_, ErrorClass::Transient) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
+                let status = refusal_status(&error);
                 tracing::warn!(reason = error.code(), %error, status = status.as_u16(), "refused");
                 problem(status, error.code(), &error.to_string())
             }

@@ -89,10 +89,23 @@ struct Counters {
     by_kind: [AtomicU64; 6],
 }
 
+/// Another client's change, sent to the upstream just before the next request with `before`
+/// is forwarded (a concurrent writer, for `If-Match` tests).
+#[derive(Debug, Clone)]
+pub struct Interference {
+    pub before: String,
+    pub method: String,
+    /// Path and query, from the upstream's root.
+    pub path: String,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    interferences: Arc<Mutex<VecDeque<Interference>>>,
     mix: Arc<Mutex<Option<FaultMix>>>,
     counters: Arc<Counters>,
     seen: Arc<Mutex<Vec<(String, String, u16)>>>,
@@ -111,6 +124,7 @@ impl FaultProxy {
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_owned(),
             faults: Arc::default(),
+            interferences: Arc::default(),
             mix: Arc::default(),
             counters: Arc::default(),
             seen: Arc::default(),
@@ -145,6 +159,16 @@ impl FaultProxy {
     /// The next request with the fault's method gets the fault's status, body and headers.
     pub fn fail_next_with(&self, fault: Fault) {
         self.state.faults.lock().unwrap().push_back(fault);
+    }
+
+    /// Sends the interference's request upstream just before the next request with its
+    /// `before` method is forwarded.
+    pub fn interfere_before_next(&self, interference: Interference) {
+        self.state
+            .interferences
+            .lock()
+            .unwrap()
+            .push_back(interference);
     }
 
     /// From now on, fault requests at random with this mix (`None`: forward everything).
@@ -243,6 +267,30 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             );
         }
         return response;
+    }
+    let interference = {
+        let mut queue = state.interferences.lock().unwrap();
+        let position = queue
+            .iter()
+            .position(|i| i.before.eq_ignore_ascii_case(&method));
+        position.and_then(|p| queue.remove(p))
+    };
+    if let Some(other) = interference {
+        let mut change = state.http.request(
+            other.method.parse().unwrap(),
+            format!("{}{}", state.upstream, other.path),
+        );
+        for (name, value) in &other.headers {
+            change = change.header(name, value);
+        }
+        let answer = change.body(other.body).send().await.unwrap();
+        assert!(
+            answer.status().is_success(),
+            "the interfering {} {} failed: {}",
+            other.method,
+            other.path,
+            answer.status()
+        );
     }
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();

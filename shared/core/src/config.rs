@@ -92,6 +92,19 @@ pub enum DeactivateMode {
     Delete,
 }
 
+/// How a returning user's account is brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactivateMode {
+    /// PUT the account with `active: true`. An account gone from the target (404) is created
+    /// again and re-linked. The default with `deactivate = "patch_active"`.
+    ActiveTrue,
+    /// Find (by `match_on`) or create the account afresh and re-link it, without first trying
+    /// the old id: for targets whose removed accounts cannot come back. The default with
+    /// `deactivate = "delete"`.
+    Recreate,
+}
+
 /// userprov configuration: the Salesforce source, the webhook, the worker and the connected apps.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +235,10 @@ struct RawApp {
     dry_run: bool,
     #[serde(default)]
     deactivate: DeactivateMode,
+    /// How a returning user's account is brought back; default: `active_true`, or `recreate`
+    /// when `deactivate = "delete"`.
+    #[serde(default)]
+    reactivate: Option<ReactivateMode>,
     #[serde(default = "default_match_on")]
     match_on: Vec<String>,
     /// SCIM attribute path → an expression over Salesforce fields, or a rule table.
@@ -311,6 +328,7 @@ pub struct AppConfig {
     pub triggers: BTreeSet<Trigger>,
     pub dry_run: bool,
     pub deactivate: DeactivateMode,
+    pub reactivate: ReactivateMode,
     pub match_on: Vec<String>,
     pub mapping: Mapping,
     pub scope: crate::scope::Scope,
@@ -586,6 +604,10 @@ impl Config {
                 triggers: raw_app.triggers.into_iter().collect(),
                 dry_run: raw_app.dry_run,
                 deactivate: raw_app.deactivate,
+                reactivate: raw_app.reactivate.unwrap_or(match raw_app.deactivate {
+                    DeactivateMode::PatchActive => ReactivateMode::ActiveTrue,
+                    DeactivateMode::Delete => ReactivateMode::Recreate,
+                }),
                 match_on: raw_app.match_on,
                 mapping,
                 scope,
@@ -868,6 +890,29 @@ externalId = "Id"
                 "apps[slack].rate_limit.burst",
                 "apps[slack].rate_limit.max_wait_ms",
             ]
+        );
+    }
+
+    #[test]
+    fn reactivation_follows_the_deprovision_mode_unless_it_is_set() {
+        let reactivate = |keys: &str| {
+            let text = format!(
+                "[source]\norg_ids = [\"00D8a000002bQxTEAU\"]\n[[apps]]\nname = \"slack\"\nbase_url = \"https://scim.example.com/v2\"\nsecret = \"userprov/slack\"\n{keys}\n[apps.mapping]\nuserName = \"Username\"\n"
+            );
+            Config::parse(&text, "t").unwrap().apps[0].reactivate
+        };
+        assert_eq!(reactivate(""), ReactivateMode::ActiveTrue);
+        assert_eq!(
+            reactivate("deactivate = \"delete\""),
+            ReactivateMode::Recreate
+        );
+        assert_eq!(
+            reactivate("deactivate = \"delete\"\nreactivate = \"active_true\""),
+            ReactivateMode::ActiveTrue
+        );
+        assert_eq!(
+            reactivate("reactivate = \"recreate\""),
+            ReactivateMode::Recreate
         );
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::config::{AppConfig, Config, DeactivateMode};
+use crate::config::{AppConfig, Config, DeactivateMode, ReactivateMode};
 use crate::connector::{Connector, ConnectorError, GroupOptions, MatchKey};
 use crate::error::{Classify, ErrorClass};
 use crate::groups::{DeliverAs, GroupChange, GroupMapping};
@@ -543,6 +543,21 @@ impl Worker {
                 self.create_or_adopt(app, connector, job, previous, &payload)
                     .await
             }
+            // The old account cannot come back: find or create one and re-link it.
+            (Plan::Reactivate, Some(payload), _) if app.reactivate == ReactivateMode::Recreate => {
+                let mut applied = self
+                    .create_or_adopt(app, connector, job, previous, &payload)
+                    .await?;
+                if applied.reason.is_none() {
+                    let how = match applied.operation {
+                        Operation::Create => "created the account again",
+                        _ => "linked the account found in the target",
+                    };
+                    applied.reason =
+                        Some(format!("reactivated (reactivate = \"recreate\"): {how}"));
+                }
+                Ok(applied)
+            }
             (Plan::Update | Plan::Reactivate, Some(payload), Some((target_id, managed_by))) => {
                 match connector.update(&target_id, &payload).await {
                     Ok(reply) => {
@@ -566,6 +581,11 @@ impl Worker {
                         if app.allows(crate::config::Trigger::Create) =>
                     {
                         // The account was removed in the target: converge by creating it again.
+                        tracing::info!(
+                            app = %app.name,
+                            target_id = %target_id,
+                            "the account is gone from the target (404); creating it again"
+                        );
                         let created = connector.create(&payload).await.map_err(|e| {
                             Failure::from_connector(Operation::Create, &e, Some(&payload))
                         })?;

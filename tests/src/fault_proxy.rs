@@ -94,6 +94,8 @@ struct ProxyState {
     upstream: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
     mix: Arc<Mutex<Option<FaultMix>>>,
+    /// While set, every request is answered with this status (the target is down).
+    outage: Arc<Mutex<Option<u16>>>,
     counters: Arc<Counters>,
     seen: Arc<Mutex<Vec<(String, String, u16)>>>,
     http: reqwest::Client,
@@ -112,6 +114,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             faults: Arc::default(),
             mix: Arc::default(),
+            outage: Arc::default(),
             counters: Arc::default(),
             seen: Arc::default(),
             http: reqwest::Client::builder()
@@ -150,6 +153,11 @@ impl FaultProxy {
     /// From now on, fault requests at random with this mix (`None`: forward everything).
     pub fn set_random_faults(&self, mix: Option<FaultMix>) {
         *self.state.mix.lock().unwrap() = mix;
+    }
+
+    /// From now on, answer every request with `status` (`None`: the target is back).
+    pub fn set_outage(&self, status: Option<u16>) {
+        *self.state.outage.lock().unwrap() = status;
     }
 
     /// The random faults injected so far.
@@ -193,6 +201,15 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .position(|f| f.method.eq_ignore_ascii_case(&method));
         position.and_then(|p| faults.remove(p))
     };
+    let outage = *state.outage.lock().unwrap();
+    let fault = fault.or_else(|| {
+        outage.map(|status| Fault {
+            method: method.clone(),
+            status,
+            body: "the target is down (injected outage)".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+        })
+    });
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
     let random = state.mix.lock().unwrap().clone().and_then(|mix| {
         let mut rng = rand::rng();

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod demo;
 pub mod import;
 pub mod reconcile;
+pub mod redrive;
 pub mod render;
 pub mod stack;
 pub mod user_csv;

@@ -106,7 +106,7 @@ enum Command {
     },
     /// Move jobs from the dead-letter queue back to the queue (listing them first).
     #[command(
-        after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n\nStop `userprov serve` first: this command opens its data directory."
+        after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n  userprov redrive --log-id 01J9Z3... --log-id 01J9Z4...\n  userprov redrive --dry-run --queue-url URL --dlq-url URL   (on AWS: the stack's QueueUrl and DlqUrl outputs)\n\nLocally, stop `userprov serve` first: this command opens its data directory. On AWS it uses the usual AWS credentials and region."
     )]
     Redrive {
         /// Only this app (as named in the configuration).
@@ -115,11 +115,23 @@ enum Command {
         /// A Salesforce user id (15 or 18 characters) or a username.
         #[arg(long)]
         user: Option<String>,
+        /// Only the jobs of these provisioning log entries (repeat for several).
+        #[arg(long = "log-id")]
+        log_ids: Vec<String>,
         /// List what would move, move nothing.
         #[arg(long)]
         dry_run: bool,
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
+        /// On AWS: the job queue (the stack's QueueUrl output). Selects SQS over the data directory.
+        #[arg(long, env = "USERPROV_QUEUE_URL", requires = "dlq_url")]
+        queue_url: Option<String>,
+        /// On AWS: the dead-letter queue (the stack's DlqUrl output).
+        #[arg(long, env = "USERPROV_DLQ_URL", requires = "queue_url")]
+        dlq_url: Option<String>,
+        /// On AWS: the log table (the stack's LogTableName output), for --log-id.
+        #[arg(long, env = "USERPROV_LOG_TABLE")]
+        log_table: Option<String>,
     },
     /// Provision one user now: re-plan from the last snapshot (or a supplied one) and apply it.
     #[command(
@@ -339,11 +351,32 @@ async fn main() -> ExitCode {
         Command::Redrive {
             app,
             user,
+            log_ids,
             dry_run,
             data_dir,
+            queue_url,
+            dlq_url,
+            log_table,
         } => {
             init_tracing(cli.log_format, "warn");
-            finish(admin::redrive(&data_dir, app.as_deref(), user.as_deref(), dry_run).await)
+            let filter = userprov_cli::redrive::RedriveFilter {
+                app,
+                user,
+                log_ids,
+                dry_run,
+            };
+            let result = match (queue_url, dlq_url) {
+                (Some(queue_url), Some(dlq_url)) => {
+                    let target = userprov_cli::redrive::SqsTarget {
+                        queue_url,
+                        dlq_url,
+                        log_table,
+                    };
+                    userprov_cli::redrive::sqs(&target, &filter).await
+                }
+                _ => userprov_cli::redrive::embedded(&data_dir, &filter).await,
+            };
+            finish(result)
         }
         Command::Resync {
             app,

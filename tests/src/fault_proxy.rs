@@ -107,6 +107,8 @@ struct ProxyState {
     faults: Arc<Mutex<VecDeque<Fault>>>,
     interferences: Arc<Mutex<VecDeque<Interference>>>,
     mix: Arc<Mutex<Option<FaultMix>>>,
+    /// While set, every request is answered with this status (the target is down).
+    outage: Arc<Mutex<Option<u16>>>,
     counters: Arc<Counters>,
     seen: Arc<Mutex<Vec<(String, String, u16)>>>,
     http: reqwest::Client,
@@ -126,6 +128,7 @@ impl FaultProxy {
             faults: Arc::default(),
             interferences: Arc::default(),
             mix: Arc::default(),
+            outage: Arc::default(),
             counters: Arc::default(),
             seen: Arc::default(),
             http: reqwest::Client::builder()
@@ -176,6 +179,11 @@ impl FaultProxy {
         *self.state.mix.lock().unwrap() = mix;
     }
 
+    /// From now on, answer every request with `status` (`None`: the target is back).
+    pub fn set_outage(&self, status: Option<u16>) {
+        *self.state.outage.lock().unwrap() = status;
+    }
+
     /// The random faults injected so far.
     pub fn fault_counts(&self) -> FaultCounts {
         let c = &self.state.counters;
@@ -217,6 +225,15 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .position(|f| f.method.eq_ignore_ascii_case(&method));
         position.and_then(|p| faults.remove(p))
     };
+    let outage = *state.outage.lock().unwrap();
+    let fault = fault.or_else(|| {
+        outage.map(|status| Fault {
+            method: method.clone(),
+            status,
+            body: "the target is down (injected outage)".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+        })
+    });
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
     let random = state.mix.lock().unwrap().clone().and_then(|mix| {
         let mut rng = rand::rng();

@@ -41,6 +41,8 @@ pub struct FunctionEnv {
     pub dlq_url: Option<String>,
     pub links_table: Option<String>,
     pub log_table: Option<String>,
+    /// The deactivation guard's table; without it, a guarded app's deactivations fail.
+    pub holds_table: Option<String>,
     pub log_retention: Duration,
     /// The queue's maxReceiveCount; overrides `worker.max_attempts` so the worker knows its last try.
     pub max_receives: Option<u32>,
@@ -74,6 +76,7 @@ impl FunctionEnv {
             dlq_url: env("USERPROV_DLQ_URL"),
             links_table: env("USERPROV_LINKS_TABLE"),
             log_table: env("USERPROV_LOG_TABLE"),
+            holds_table: env("USERPROV_HOLDS_TABLE"),
             log_retention: Duration::from_secs(retention_days * 24 * 60 * 60),
             max_receives,
             webhook_token_secret: env("USERPROV_WEBHOOK_TOKEN_SECRET"),

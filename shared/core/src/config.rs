@@ -257,6 +257,9 @@ struct RawApp {
     rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     deactivation_guard: Option<DeactivationGuard>,
+    /// Pauses the app while its target keeps failing; on by default.
+    #[serde(default)]
+    circuit_breaker: crate::breaker::CircuitBreakerConfig,
 }
 
 /// `[apps.rate_limit]`: a token bucket shared by every call to the app from this process.
@@ -335,6 +338,7 @@ pub struct AppConfig {
     pub groups: Option<crate::groups::GroupMapping>,
     pub rate_limit: Option<RateLimitConfig>,
     pub deactivation_guard: Option<DeactivationGuard>,
+    pub circuit_breaker: crate::breaker::CircuitBreakerConfig,
 }
 
 impl AppConfig {
@@ -596,6 +600,7 @@ impl Config {
                     "must be between 1 and 2592000 (30 days)",
                 ));
             }
+            issues.extend(raw_app.circuit_breaker.issues(&at));
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -614,6 +619,7 @@ impl Config {
                 groups,
                 rate_limit: raw_app.rate_limit,
                 deactivation_guard: raw_app.deactivation_guard,
+                circuit_breaker: raw_app.circuit_breaker,
             });
         }
 

@@ -95,6 +95,8 @@ struct Failure {
     link_conflict: bool,
     /// The target (or the app's rate limit) throttled us: not counted as a failed attempt.
     throttling: bool,
+    /// The failure came from the connector (the target, or the way to it).
+    from_target: bool,
 }
 
 impl Failure {
@@ -110,6 +112,7 @@ impl Failure {
             request: None,
             link_conflict: false,
             throttling: false,
+            from_target: false,
         }
     }
 
@@ -130,6 +133,7 @@ impl Failure {
             response,
             request: request.map(redact),
             throttling: error.is_throttling(),
+            from_target: true,
             ..Self::new(operation, error.class(), &error.code(), error.to_string())
         }
     }
@@ -181,6 +185,7 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     holds: Option<Arc<dyn crate::ports::HoldStore>>,
+    breakers: crate::breaker::CircuitBreakers,
 }
 
 impl Worker {
@@ -193,6 +198,7 @@ impl Worker {
         retry: RetryPolicy,
     ) -> Self {
         Self {
+            breakers: crate::breaker::CircuitBreakers::new(&config.apps),
             config,
             connectors,
             links,
@@ -227,14 +233,17 @@ impl Worker {
         }
         let runs = groups.into_values().map(|indexes| async move {
             let mut results = Vec::with_capacity(indexes.len());
-            let mut held_back: Option<Duration> = None;
+            let mut held_back: Option<Disposition> = None;
             for index in indexes {
-                let disposition = match held_back {
-                    Some(delay) => Disposition::RetryAfter(delay),
+                let disposition = match &held_back {
+                    Some(delayed) => delayed.clone(),
                     None => self.handle_message(&messages[index]).await,
                 };
-                if let Disposition::RetryAfter(delay) = disposition {
-                    held_back = Some(delay);
+                if matches!(
+                    disposition,
+                    Disposition::RetryAfter(_) | Disposition::Postpone(_)
+                ) {
+                    held_back = Some(disposition.clone());
                 }
                 results.push((index, disposition));
             }
@@ -272,8 +281,20 @@ impl Worker {
     }
 
     async fn handle_job(&self, job: &Job, attempt: u32) -> Disposition {
+        let probe = match self.breakers.admit(&job.app, self.clock.now()) {
+            crate::breaker::Admission::Call { probe } => probe,
+            crate::breaker::Admission::Wait(wait) => {
+                tracing::debug!(
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "the app's circuit is open; the job waits"
+                );
+                return Disposition::Postpone(spread(wait));
+            }
+        };
         let started = Instant::now();
         let (result, notes) = crate::credentials::collect_notes(self.provision(job)).await;
+        self.breakers
+            .record(&job.app, probe, call_outcome(&result), self.clock.now());
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (mut entry, disposition) = match result {
             Ok(applied) => {
@@ -1035,6 +1056,24 @@ impl Worker {
             )
         }
     }
+}
+
+/// What an attempt tells the circuit breaker about the app's target.
+fn call_outcome(result: &Result<Applied, Failure>) -> crate::breaker::CallOutcome {
+    use crate::breaker::CallOutcome;
+    match result {
+        Ok(applied) if applied.status == LogStatus::Success => CallOutcome::Answered,
+        Ok(_) => CallOutcome::NoCall,
+        Err(failure) if !failure.from_target || failure.throttling => CallOutcome::NoCall,
+        Err(failure) if failure.class == ErrorClass::Transient => CallOutcome::Failed,
+        Err(_) => CallOutcome::Answered,
+    }
+}
+
+/// A paused app's jobs come back spread over a few seconds after the cool-down, not at once.
+fn spread(wait: Duration) -> Duration {
+    let extra_ms = rand::rng().random_range(0..=1_000 + wait.as_millis() / 5);
+    wait.max(Duration::from_secs(1)) + Duration::from_millis(u64::try_from(extra_ms).unwrap_or(0))
 }
 
 fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> Applied {

@@ -240,6 +240,9 @@ struct RawApp {
     rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     deactivation_guard: Option<DeactivationGuard>,
+    /// With `connector = "rest"`: how the app's REST/JSON user API is called.
+    #[serde(default)]
+    rest: Option<crate::connector::rest::RestSettings>,
 }
 
 /// `[apps.rate_limit]`: a token bucket shared by every call to the app from this process.
@@ -317,6 +320,8 @@ pub struct AppConfig {
     pub groups: Option<crate::groups::GroupMapping>,
     pub rate_limit: Option<RateLimitConfig>,
     pub deactivation_guard: Option<DeactivationGuard>,
+    /// `[apps.rest]`, for `connector = "rest"`.
+    pub rest: Option<crate::connector::rest::RestSettings>,
 }
 
 impl AppConfig {
@@ -338,7 +343,7 @@ pub struct Config {
     pub log_api: LogApiConfig,
 }
 
-pub const CONNECTORS: &[&str] = &["scim2"];
+pub const CONNECTORS: &[&str] = &["scim2", "rest"];
 
 impl Config {
     /// The built-in example configuration.
@@ -361,6 +366,12 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_kinds(text, origin, CONNECTORS)
+    }
+
+    /// [`Config::parse`] for a build that registers connector kinds of its own
+    /// (`connector::registry::ConnectorKinds`): `kinds` are the accepted `connector` names.
+    pub fn parse_with_kinds(text: &str, origin: &str, kinds: &[&str]) -> Result<Self, ConfigError> {
         let fail = |issues| ConfigError {
             origin: origin.to_owned(),
             issues,
@@ -439,13 +450,13 @@ impl Config {
             if !names.insert(raw_app.name.clone()) {
                 issues.push(issue(&at, "another app has the same name"));
             }
-            if !CONNECTORS.contains(&raw_app.connector.as_str()) {
+            if !kinds.contains(&raw_app.connector.as_str()) {
                 issues.push(issue(
                     &format!("{at}.connector"),
                     &format!(
                         "unknown connector {:?}; known: {}",
                         raw_app.connector,
-                        CONNECTORS.join(", ")
+                        kinds.join(", ")
                     ),
                 ));
             }
@@ -570,6 +581,22 @@ impl Config {
                     ));
                 }
             }
+            match (&raw_app.rest, raw_app.connector.as_str()) {
+                (None, "rest") => issues.push(issue(
+                    &format!("{at}.rest"),
+                    "connector \"rest\" needs an [apps.rest] table describing the API",
+                )),
+                (Some(_), connector) if connector != "rest" => issues.push(issue(
+                    &format!("{at}.rest"),
+                    "only apps with connector = \"rest\" use [apps.rest]",
+                )),
+                (Some(rest), _) => {
+                    for (key, message) in rest.validate() {
+                        issues.push(issue(&format!("{at}.rest.{key}"), &message));
+                    }
+                }
+                (None, _) => {}
+            }
             if let Some(guard) = &raw_app.deactivation_guard
                 && !(1..=30 * 24 * 3600).contains(&guard.window_secs)
             {
@@ -592,6 +619,7 @@ impl Config {
                 groups,
                 rate_limit: raw_app.rate_limit,
                 deactivation_guard: raw_app.deactivation_guard,
+                rest: raw_app.rest,
             });
         }
 

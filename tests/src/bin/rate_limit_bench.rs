@@ -9,8 +9,8 @@
 //!   cargo run -p userprov-tests --bin rate_limit_bench -- [N] [seconds] [callers] [burst] [rate]
 //!
 //! With burst 1 every permit taken late (a waiter wakes after its permit was due) is time lost
-//! for good; a burst of b lets the bucket make up b - 1 late permits, and it stays under the
-//! target's N per trailing second when rate + b - 1 <= N (docs/performance.md).
+//! for good; a burst of b lets the bucket make up late permits, at the cost of bunching at the
+//! target (docs/performance.md has the figures).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -103,7 +103,7 @@ selected() {
 
 WANTED=("$@")
 for w in "${WANTED[@]}"; do
-    case $w in .venv | .venv-ministack | .venv-sam | .venv-schemathesis | .tools/oidc-provider) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam, .venv-schemathesis or .tools/oidc-provider)" ;; esac
+    case $w in .venv | .venv-ministack | .venv-sam | .venv-schemathesis | .tools/oidc-provider | .tools/json-server) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam, .venv-schemathesis, .tools/oidc-provider or .tools/json-server)" ;; esac
 done
 
 if selected .venv; then
@@ -353,6 +353,10 @@ ensure_npm_tools() {
 
 if selected .tools/oidc-provider; then
     ensure_npm_tools oidc-provider
+fi
+
+if selected .tools/json-server; then
+    ensure_npm_tools json-server
 fi
 
 say "done: $(cd "$REPO" && ls -d .venv .venv-ministack .venv-sam .venv-schemathesis .tools/* 2>/dev/null | tr "\n" " ")"

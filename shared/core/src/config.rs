@@ -260,6 +260,9 @@ struct RawApp {
     /// Pauses the app while its target keeps failing; on by default.
     #[serde(default)]
     circuit_breaker: crate::breaker::CircuitBreakerConfig,
+    /// With `connector = "rest"`: how the app's REST/JSON user API is called.
+    #[serde(default)]
+    rest: Option<crate::connector::rest::RestSettings>,
 }
 
 /// `[apps.rate_limit]`: a token bucket shared by every call to the app from this process.
@@ -339,6 +342,8 @@ pub struct AppConfig {
     pub rate_limit: Option<RateLimitConfig>,
     pub deactivation_guard: Option<DeactivationGuard>,
     pub circuit_breaker: crate::breaker::CircuitBreakerConfig,
+    /// `[apps.rest]`, for `connector = "rest"`.
+    pub rest: Option<crate::connector::rest::RestSettings>,
 }
 
 impl AppConfig {
@@ -360,7 +365,7 @@ pub struct Config {
     pub log_api: LogApiConfig,
 }
 
-pub const CONNECTORS: &[&str] = &["scim2"];
+pub const CONNECTORS: &[&str] = &["scim2", "rest"];
 
 impl Config {
     /// The built-in example configuration.
@@ -383,6 +388,12 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_kinds(text, origin, CONNECTORS)
+    }
+
+    /// [`Config::parse`] for a build that registers connector kinds of its own
+    /// (`connector::registry::ConnectorKinds`): `kinds` are the accepted `connector` names.
+    pub fn parse_with_kinds(text: &str, origin: &str, kinds: &[&str]) -> Result<Self, ConfigError> {
         let fail = |issues| ConfigError {
             origin: origin.to_owned(),
             issues,
@@ -461,13 +472,13 @@ impl Config {
             if !names.insert(raw_app.name.clone()) {
                 issues.push(issue(&at, "another app has the same name"));
             }
-            if !CONNECTORS.contains(&raw_app.connector.as_str()) {
+            if !kinds.contains(&raw_app.connector.as_str()) {
                 issues.push(issue(
                     &format!("{at}.connector"),
                     &format!(
                         "unknown connector {:?}; known: {}",
                         raw_app.connector,
-                        CONNECTORS.join(", ")
+                        kinds.join(", ")
                     ),
                 ));
             }
@@ -592,6 +603,22 @@ impl Config {
                     ));
                 }
             }
+            match (&raw_app.rest, raw_app.connector.as_str()) {
+                (None, "rest") => issues.push(issue(
+                    &format!("{at}.rest"),
+                    "connector \"rest\" needs an [apps.rest] table describing the API",
+                )),
+                (Some(_), connector) if connector != "rest" => issues.push(issue(
+                    &format!("{at}.rest"),
+                    "only apps with connector = \"rest\" use [apps.rest]",
+                )),
+                (Some(rest), _) => {
+                    for (key, message) in rest.validate() {
+                        issues.push(issue(&format!("{at}.rest.{key}"), &message));
+                    }
+                }
+                (None, _) => {}
+            }
             if let Some(guard) = &raw_app.deactivation_guard
                 && !(1..=30 * 24 * 3600).contains(&guard.window_secs)
             {
@@ -620,6 +647,7 @@ impl Config {
                 rate_limit: raw_app.rate_limit,
                 deactivation_guard: raw_app.deactivation_guard,
                 circuit_breaker: raw_app.circuit_breaker,
+                rest: raw_app.rest,
             });
         }
 

@@ -1,5 +1,6 @@
-//! Connectors: how userprov talks to a target app. SCIM 2.0 is built in; custom connectors
-//! implement [`Connector`] and are registered by name.
+//! Connectors: how userprov talks to a target app. SCIM 2.0 and declarative REST are built
+//! in; custom connectors implement [`Connector`] and are registered by name in
+//! [`registry::ConnectorKinds`] (see docs/connectors.md).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::error::{Classify, ErrorClass};
 pub mod mock;
 pub mod rate_limit;
 pub mod registry;
+pub mod rest;
 pub mod scim;
 
 /// An account as the target reports it.

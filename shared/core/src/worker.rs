@@ -79,6 +79,9 @@ struct Applied {
     request: Option<Value>,
     /// Group memberships changed (or, in dry-run, that would change).
     groups: Option<GroupChange>,
+    /// The user's Username when the job itself carries none (a change event): from the merged
+    /// snapshot or the link, for the log entry.
+    username: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +100,8 @@ struct Failure {
     throttling: bool,
     /// The failure came from the connector (the target, or the way to it).
     from_target: bool,
+    /// As [`Applied::username`].
+    username: Option<String>,
 }
 
 impl Failure {
@@ -113,6 +118,7 @@ impl Failure {
             link_conflict: false,
             throttling: false,
             from_target: false,
+            username: None,
         }
     }
 
@@ -422,29 +428,40 @@ impl Worker {
                 .get_link(&app.name, &job.user.id)
                 .await
                 .map_err(|e| Failure::from_store(Operation::Skip, &e))?;
+            let link_username = link.as_ref().and_then(|l| l.username.clone());
             // A change event (CDC) is merged into the link's snapshot first.
             let policy = self.config.events.partial_without_snapshot;
             let job = match crate::merge::prepare(app, policy, link.as_ref(), job) {
                 crate::merge::Prepared::Ready(job) => job,
                 crate::merge::Prepared::Skip(reason) => {
-                    return Ok(outcome(Operation::Skip, LogStatus::Skipped, Some(reason)));
+                    return Ok(Applied {
+                        username: link_username,
+                        ..outcome(Operation::Skip, LogStatus::Skipped, Some(reason))
+                    });
                 }
                 crate::merge::Prepared::Fail(reason) => {
                     let code = crate::merge::PARTIAL_WITHOUT_SNAPSHOT;
-                    return Err(Failure::new(
-                        Operation::Skip,
-                        ErrorClass::Permanent,
-                        code,
-                        reason,
-                    ));
+                    return Err(Failure {
+                        username: link_username,
+                        ..Failure::new(Operation::Skip, ErrorClass::Permanent, code, reason)
+                    });
                 }
             };
             let job = job.as_ref();
-            let plan = plan(app, link.as_ref(), &job.user, job.source_time)
-                .map_err(|e| Failure::new(Operation::Skip, e.class(), e.code(), e.to_string()))?;
-            match self.execute(app, connector.as_ref(), job, link, plan).await {
+            let username = job.user.username().map(str::to_owned).or(link_username);
+            let plan =
+                plan(app, link.as_ref(), &job.user, job.source_time).map_err(|e| Failure {
+                    username: username.clone(),
+                    ..Failure::new(Operation::Skip, e.class(), e.code(), e.to_string())
+                })?;
+            let result = self.execute(app, connector.as_ref(), job, link, plan).await;
+            match result.map_err(|failure| Failure {
+                username: username.clone(),
+                ..failure
+            }) {
                 Err(failure) if failure.link_conflict => last_conflict = Some(failure),
                 Ok(mut applied) => {
+                    applied.username = username;
                     if let Some(groups) = &app.groups
                         && groups.deliver_as == DeliverAs::Groups
                     {
@@ -995,7 +1012,9 @@ impl Worker {
             time: self.clock.now(),
             app: job.app.clone(),
             user_id: job.user.id.to_string(),
-            username: job.user.username().map(str::to_owned),
+            username: applied
+                .username
+                .or_else(|| job.user.username().map(str::to_owned)),
             event_id: job.event_id.clone(),
             source: job.source,
             correlation_id: job.correlation_id.clone(),
@@ -1052,7 +1071,10 @@ impl Worker {
                 job,
                 attempt,
                 duration_ms,
-                outcome(failure.operation, status, None),
+                Applied {
+                    username: failure.username,
+                    ..outcome(failure.operation, status, None)
+                },
             )
         }
     }
@@ -1085,6 +1107,7 @@ fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> A
         reason,
         request: None,
         groups: None,
+        username: None,
     }
 }
 
@@ -1142,7 +1165,7 @@ mod tests {
     use crate::ids::SalesforceId;
     use crate::log::{LogPage, LogQuery};
     use crate::ports::SystemClock;
-    use crate::source::{EventSource, SourceEvent, SourceUser};
+    use crate::source::{Completeness, EventSource, SourceEvent, SourceUser};
 
     #[derive(Default)]
     struct MemoryLinks(Mutex<HashMap<(String, String), AccountLink>>);
@@ -1546,5 +1569,66 @@ mod tests {
             redacted,
             json!({"userName": "a", "password": "[redacted]", "x": [{"apiToken": "[redacted]"}]})
         );
+    }
+
+    /// A change event as the events parser gives it: only what changed, no Username.
+    fn change_message(
+        user_id: &str,
+        event_id: &str,
+        completeness: Completeness,
+    ) -> ReceivedMessage {
+        let mut user = SourceUser::new(SalesforceId::parse(user_id).unwrap());
+        user.completeness = completeness;
+        if completeness == Completeness::Partial {
+            user.fields.insert("Title".into(), json!("Head of Sales"));
+        }
+        let event = SourceEvent {
+            event_id: event_id.to_owned(),
+            source: EventSource::ChangeDataCapture,
+            user,
+            event_time: None,
+        };
+        let job = Job::new("app", &event, "corr", time::OffsetDateTime::now_utc());
+        ReceivedMessage {
+            message_id: format!("m-{event_id}"),
+            receipt: "r".into(),
+            group_id: job.group_id(),
+            dedup_id: job.dedup_id(),
+            body: job.to_body().unwrap(),
+            receive_count: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_event_without_username_is_logged_with_the_username_of_the_snapshot() {
+        let f = fixture(5);
+        f.worker.handle_batch(&[message(ANA, "ana", 1)]).await;
+        f.worker
+            .handle_batch(&[change_message(ANA, "tx1:1", Completeness::Partial)])
+            .await;
+        f.worker
+            .handle_batch(&[change_message(ANA, "tx2:1", Completeness::Gap)])
+            .await;
+        f.worker
+            .handle_batch(&[change_message(BEN, "tx3:1", Completeness::Gap)])
+            .await;
+
+        let entries = f.log.0.lock().unwrap().clone();
+        let seen: Vec<(&str, Option<&str>, LogStatus)> = entries
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.username.as_deref(), e.status))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("04l-ana", Some("ana"), LogStatus::Success),
+                // Merged into the snapshot; the mapping reads no Title, so nothing to send.
+                ("tx1:1", Some("ana"), LogStatus::Skipped),
+                ("tx2:1", Some("ana"), LogStatus::Skipped),
+                // Nothing is known of this user yet: no name is made up.
+                ("tx3:1", None, LogStatus::Skipped),
+            ]
+        );
+        assert_eq!(entries[1].operation, Operation::Noop);
     }
 }

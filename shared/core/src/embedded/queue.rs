@@ -4,14 +4,28 @@
 //! its `visible_at` is in the future: after a receive (in flight) or after a
 //! [`Disposition::RetryAfter`] (delayed). A hidden message blocks the rest of its group, which
 //! is how a user's changes are applied in order while other users proceed.
+//!
+//! Two indexes keep a receive from reading the whole queue: [`READY`] lists the messages that
+//! were visible when last looked at, by sequence number, and [`HIDDEN`] the others by the time
+//! they become visible ([`HIDDEN_BY_GROUP`] answers "is this group blocked?"). Every message is
+//! in exactly one of the two; a receive first moves the hidden messages whose time has come to
+//! [`READY`], then reads [`READY`] in order, decoding only the messages it delivers.
+//!
+//! Durability: an enqueue, a redrive and a requeue are synced to disk before they return (the
+//! webhook acknowledges Salesforce after the enqueue). A receive and a settle are not
+//! (`Durability::None`): redb keeps commits in order, and the worker's own store writes (the
+//! account link, the log entry) are synced, which also syncs every queue commit before them. A
+//! crash can only lose the latest receives and settles, and then the message is delivered
+//! again: at least once still holds, and the worker's planning makes the repeat a no-op. A job
+//! then syncs twice (account link, log entry) instead of three or four times.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{
-    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -34,9 +48,19 @@ const DEDUP_IDS: TableDefinition<&str, i64> = TableDefinition::new("queue_dedup_
 const DEDUP_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("queue_dedup_by_time");
 /// Named counters: the next sequence numbers.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("queue_counters");
+/// Sequence number → group id of the messages visible when last looked at.
+const READY: TableDefinition<u64, &str> = TableDefinition::new("queue_ready");
+/// (visible at ms, sequence number) → group id of the received and delayed messages.
+const HIDDEN: TableDefinition<(i64, u64), &str> = TableDefinition::new("queue_hidden");
+/// (group id, sequence number) of every message in [`HIDDEN`].
+const HIDDEN_BY_GROUP: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("queue_hidden_by_group");
 
 const NEXT_MESSAGE: &str = "next_message";
 const NEXT_DEAD_LETTER: &str = "next_dead_letter";
+/// Present once [`READY`] and [`HIDDEN`] index every message (queues written by a version
+/// without the indexes are indexed when opened).
+const INDEXED: &str = "indexed";
 
 /// The largest message body accepted, as SQS accepted before 2025: jobs must stay small.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -50,8 +74,98 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), Failure> {
     txn.open_table(DEAD_LETTER_IDS)?;
     txn.open_table(DEDUP_IDS)?;
     txn.open_table(DEDUP_BY_TIME)?;
-    txn.open_table(COUNTERS)?;
+    txn.open_table(READY)?;
+    txn.open_table(HIDDEN)?;
+    txn.open_table(HIDDEN_BY_GROUP)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    if counters.get(INDEXED)?.is_none() {
+        index_every_message(txn)?;
+        counters.insert(INDEXED, 1)?;
+    }
     Ok(())
+}
+
+/// Indexes every message as hidden until its `visible_at`: the next receive moves those whose
+/// time has come to [`READY`].
+fn index_every_message(txn: &WriteTransaction) -> Result<(), Failure> {
+    let messages = txn.open_table(MESSAGES)?;
+    let mut index = Index::open(txn)?;
+    for item in messages.iter()? {
+        let (key, value) = item?;
+        let message: StoredMessage = decode(value.value())?;
+        index.hide(key.value(), &message.group_id, message.visible_at_ms)?;
+    }
+    Ok(())
+}
+
+/// The queue's indexes, open in one write transaction.
+struct Index<'txn> {
+    ready: Table<'txn, u64, &'static str>,
+    hidden: Table<'txn, (i64, u64), &'static str>,
+    hidden_by_group: Table<'txn, (&'static str, u64), ()>,
+}
+
+impl<'txn> Index<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, Failure> {
+        Ok(Self {
+            ready: txn.open_table(READY)?,
+            hidden: txn.open_table(HIDDEN)?,
+            hidden_by_group: txn.open_table(HIDDEN_BY_GROUP)?,
+        })
+    }
+
+    fn make_ready(&mut self, seq: u64, group_id: &str) -> Result<(), Failure> {
+        self.ready.insert(seq, group_id)?;
+        Ok(())
+    }
+
+    fn hide(&mut self, seq: u64, group_id: &str, until_ms: i64) -> Result<(), Failure> {
+        self.hidden.insert((until_ms, seq), group_id)?;
+        self.hidden_by_group.insert((group_id, seq), ())?;
+        Ok(())
+    }
+
+    /// Takes a message out of whichever index holds it.
+    fn forget(&mut self, seq: u64, group_id: &str, visible_at_ms: i64) -> Result<(), Failure> {
+        self.ready.remove(seq)?;
+        self.hidden.remove((visible_at_ms, seq))?;
+        self.hidden_by_group.remove((group_id, seq))?;
+        Ok(())
+    }
+
+    /// Moves the messages visible at `now_ms` to [`READY`]; says whether any moved.
+    fn reveal(&mut self, now_ms: i64) -> Result<bool, Failure> {
+        let due: Vec<(i64, u64, String)> = self
+            .hidden
+            .range(..=(now_ms, u64::MAX))?
+            .map(|item| {
+                item.map(|(key, group)| {
+                    let (at, seq) = key.value();
+                    (at, seq, group.value().to_owned())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for (at, seq, group_id) in &due {
+            self.hidden.remove((*at, *seq))?;
+            self.hidden_by_group.remove((group_id.as_str(), *seq))?;
+            self.ready.insert(*seq, group_id.as_str())?;
+        }
+        Ok(!due.is_empty())
+    }
+
+    /// Whether a message of the group earlier than `seq` is hidden (after [`Index::reveal`]).
+    fn group_blocked(&self, group_id: &str, seq: u64) -> Result<bool, Failure> {
+        Ok(self
+            .hidden_by_group
+            .range((group_id, 0)..(group_id, seq))?
+            .next()
+            .is_some())
+    }
+
+    /// When the next hidden message becomes visible.
+    fn next_visible(&self) -> Result<Option<i64>, Failure> {
+        Ok(self.hidden.first()?.map(|(key, _)| key.value().0))
+    }
 }
 
 /// The queue's attributes, as on an SQS queue and its redrive policy.
@@ -203,16 +317,27 @@ impl EmbeddedQueue {
             .run(move |db| {
                 let txn = db.begin_read()?;
                 let messages = txn.open_table(MESSAGES)?;
+                let hidden = txn.open_table(HIDDEN)?;
                 let mut depth = QueueDepth {
                     dead_lettered: txn.open_table(DEAD_LETTERS)?.len()?,
+                    visible: txn.open_table(READY)?.len()?,
                     ..QueueDepth::default()
                 };
-                for item in messages.iter()? {
-                    let (_, value) = item?;
-                    let message: StoredMessage = decode(value.value())?;
-                    if message.visible_at_ms <= now_ms {
+                // Only hidden messages are read: the ready ones are counted by their index.
+                for item in hidden.iter()? {
+                    let (key, _) = item?;
+                    let (visible_at_ms, seq) = key.value();
+                    if visible_at_ms <= now_ms {
                         depth.visible += 1;
-                    } else if message.state == MessageState::Delayed {
+                        continue;
+                    }
+                    let Some(value) = messages.get(seq)? else {
+                        return Err(Failure::Corrupt(format!(
+                            "queue message {seq} is indexed but missing"
+                        )));
+                    };
+                    let message: StoredMessage = decode(value.value())?;
+                    if message.state == MessageState::Delayed {
                         depth.delayed += 1;
                     } else {
                         depth.in_flight += 1;
@@ -266,6 +391,7 @@ impl EmbeddedQueue {
                     let mut letters = txn.open_table(DEAD_LETTERS)?;
                     let mut letter_ids = txn.open_table(DEAD_LETTER_IDS)?;
                     let mut counters = txn.open_table(COUNTERS)?;
+                    let mut index = Index::open(&txn)?;
                     let mut next_seq = counter(&counters, NEXT_MESSAGE)?;
                     for message_id in &message_ids {
                         let Some(letter_seq) =
@@ -292,6 +418,7 @@ impl EmbeddedQueue {
                             enqueued_at_ms: now_ms,
                         };
                         messages.insert(next_seq, encode(&message)?.as_slice())?;
+                        index.make_ready(next_seq, &message.group_id)?;
                         next_seq += 1;
                         moved += 1;
                     }
@@ -339,6 +466,7 @@ impl EmbeddedQueue {
                     let mut counters = txn.open_table(COUNTERS)?;
                     let seq = counter(&counters, NEXT_MESSAGE)?;
                     messages.insert(seq, encode(&message)?.as_slice())?;
+                    Index::open(&txn)?.make_ready(seq, &message.group_id)?;
                     counters.insert(NEXT_MESSAGE, seq + 1)?;
                 }
                 txn.commit()?;
@@ -396,38 +524,42 @@ fn deliver(
     }
     let max_receives = settings.max_receives.max(1);
     let hidden_until = now_ms.saturating_add(duration_ms(settings.visibility_timeout));
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    // Not synced: losing it in a crash only means the message is delivered again.
+    txn.set_durability(Durability::None);
     let mut delivered = Vec::new();
-    let mut next_visible: Option<i64> = None;
-    let mut changed = false;
+    let next_visible;
+    let mut changed;
     {
         let mut messages = txn.open_table(MESSAGES)?;
+        let mut index = Index::open(&txn)?;
+        changed = index.reveal(now_ms)?;
         let mut deliveries: Vec<(u64, StoredMessage)> = Vec::new();
         let mut exhausted: Vec<(u64, StoredMessage)> = Vec::new();
-        let mut blocked_groups: HashSet<String> = HashSet::new();
-        for item in messages.iter()? {
-            let (key, value) = item?;
+        for item in index.ready.iter()? {
+            let (key, group) = item?;
+            let seq = key.value();
+            // Messages delivered in this batch do not block their group: a batch may hold
+            // several of a group's messages, in order.
+            if index.group_blocked(group.value(), seq)? {
+                continue;
+            }
+            let Some(value) = messages.get(seq)? else {
+                return Err(Failure::Corrupt(format!(
+                    "queue message {seq} is indexed but missing"
+                )));
+            };
             let mut message: StoredMessage = decode(value.value())?;
-            if message.visible_at_ms > now_ms {
-                next_visible = Some(
-                    next_visible.map_or(message.visible_at_ms, |t| t.min(message.visible_at_ms)),
-                );
-                blocked_groups.insert(message.group_id);
-                continue;
-            }
-            if blocked_groups.contains(&message.group_id) {
-                continue;
-            }
             if message.receive_count >= max_receives {
                 // Out of receives: it leaves the queue, and its group moves on.
-                exhausted.push((key.value(), message));
+                exhausted.push((seq, message));
                 continue;
             }
             message.receive_count += 1;
             message.state = MessageState::InFlight;
             message.visible_at_ms = hidden_until;
-            message.receipt = Some(new_receipt(key.value()));
-            deliveries.push((key.value(), message));
+            message.receipt = Some(new_receipt(seq));
+            deliveries.push((seq, message));
             if deliveries.len() >= max {
                 break;
             }
@@ -440,6 +572,7 @@ fn deliver(
             let mut next_letter = counter(&counters, NEXT_DEAD_LETTER)?;
             for (seq, message) in exhausted {
                 messages.remove(seq)?;
+                index.forget(seq, &message.group_id, message.visible_at_ms)?;
                 tracing::warn!(
                     message_id = %message.message_id,
                     group_id = %message.group_id,
@@ -457,6 +590,8 @@ fn deliver(
 
         for (seq, message) in deliveries {
             messages.insert(seq, encode(&message)?.as_slice())?;
+            index.ready.remove(seq)?;
+            index.hide(seq, &message.group_id, hidden_until)?;
             delivered.push(ReceivedMessage {
                 receipt: message.receipt.unwrap_or_default(),
                 message_id: message.message_id,
@@ -467,6 +602,7 @@ fn deliver(
             });
             changed = true;
         }
+        next_visible = index.next_visible()?;
     }
     if changed {
         txn.commit()?;
@@ -526,6 +662,7 @@ impl JobQueue for EmbeddedQueue {
                     let mut dedup_ids = txn.open_table(DEDUP_IDS)?;
                     let mut dedup_by_time = txn.open_table(DEDUP_BY_TIME)?;
                     let mut counters = txn.open_table(COUNTERS)?;
+                    let mut index = Index::open(&txn)?;
                     forget_expired_dedup_ids(
                         &mut dedup_ids,
                         &mut dedup_by_time,
@@ -561,6 +698,7 @@ impl JobQueue for EmbeddedQueue {
                             enqueued_at_ms: now_ms,
                         };
                         messages.insert(next_seq, encode(&message)?.as_slice())?;
+                        index.make_ready(next_seq, &message.group_id)?;
                         next_seq += 1;
                         enqueued += 1;
                     }
@@ -638,7 +776,9 @@ impl QueueConsumer for EmbeddedQueue {
         let settled = self
             .db
             .run(move |db| {
-                let txn = db.begin_write()?;
+                let mut txn = db.begin_write()?;
+                // Not synced: losing it in a crash only means the message is delivered again.
+                txn.set_durability(Durability::None);
                 {
                     let mut messages = txn.open_table(MESSAGES)?;
                     let Some(stored) = messages.get(seq)?.map(|v| v.value().to_vec()) else {
@@ -650,6 +790,8 @@ impl QueueConsumer for EmbeddedQueue {
                     {
                         return Ok(false);
                     }
+                    let mut index = Index::open(&txn)?;
+                    index.forget(seq, &stored.group_id, stored.visible_at_ms)?;
                     match disposition {
                         Disposition::Done => {
                             messages.remove(seq)?;
@@ -659,6 +801,7 @@ impl QueueConsumer for EmbeddedQueue {
                             stored.visible_at_ms = now_ms.saturating_add(duration_ms(delay));
                             stored.receipt = None;
                             messages.insert(seq, encode(&stored)?.as_slice())?;
+                            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
                         }
                         Disposition::Postpone(delay) => {
                             stored.state = MessageState::Delayed;
@@ -1110,6 +1253,73 @@ mod tests {
         // Deduplication ids survive too.
         f.queue.enqueue(&[job("slack", ALICE, "a1")]).await.unwrap();
         assert_eq!(f.queue.depth().await.unwrap().visible, 0);
+    }
+
+    #[tokio::test]
+    async fn a_queue_written_without_the_indexes_is_indexed_when_opened() {
+        let f = Fixture::new();
+        f.queue
+            .enqueue(&[
+                job("slack", ALICE, "a1"),
+                job("slack", ALICE, "a2"),
+                job("slack", BOB, "b1"),
+            ])
+            .await
+            .unwrap();
+        let in_flight = f.receive(1).await;
+        assert_eq!(events(&in_flight), ["a1"]);
+        // What an earlier version left on disk: the messages, no indexes, no marker.
+        f.queue
+            .db
+            .run(|db| {
+                let txn = db.begin_write()?;
+                txn.delete_table(READY)?;
+                txn.delete_table(HIDDEN)?;
+                txn.delete_table(HIDDEN_BY_GROUP)?;
+                txn.open_table(COUNTERS)?.remove(INDEXED)?;
+                txn.commit()?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        let f = f.restart();
+        assert_eq!(
+            f.queue.depth().await.unwrap(),
+            QueueDepth {
+                visible: 2,
+                in_flight: 1,
+                ..QueueDepth::default()
+            }
+        );
+        let b1 = f.receive(10).await;
+        assert_eq!(events(&b1), ["b1"], "a2 waits behind a1");
+        f.settle(&b1[0], Disposition::Done).await;
+        f.clock.advance(Duration::from_secs(30));
+        let again = f.receive(10).await;
+        assert_eq!(events(&again), ["a1", "a2"]);
+        assert_eq!(again[0].receive_count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_settled_message_whose_timeout_had_passed_leaves_no_trace_in_the_indexes() {
+        let f = Fixture::new();
+        f.queue
+            .enqueue(&[job("slack", ALICE, "a1"), job("slack", ALICE, "a2")])
+            .await
+            .unwrap();
+        let first = f.receive(1).await;
+        f.clock.advance(Duration::from_secs(31));
+        // The timeout passed, but nobody received a1 again: its receipt still settles it.
+        f.settle(&first[0], Disposition::Done).await;
+        assert_eq!(events(&f.receive(10).await), ["a2"]);
+        assert_eq!(
+            f.queue.depth().await.unwrap(),
+            QueueDepth {
+                in_flight: 1,
+                ..QueueDepth::default()
+            }
+        );
     }
 
     #[tokio::test]

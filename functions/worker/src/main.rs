@@ -49,7 +49,7 @@ async fn build() -> Result<Handler, StartupError> {
     if let Some(max_receives) = env.max_receives {
         retry.max_attempts = max_receives;
     }
-    let worker = Worker::new(
+    let mut worker = Worker::new(
         env.config.clone(),
         connectors,
         Arc::new(DynamoLinkStore::new(dynamo.clone(), links_table)),
@@ -57,6 +57,9 @@ async fn build() -> Result<Handler, StartupError> {
         Arc::new(SystemClock),
         retry,
     );
+    if env.emf_metrics {
+        worker = worker.with_metrics(Arc::new(userprov_core::metrics::StdoutEmf));
+    }
     Ok(Handler {
         worker: Arc::new(worker),
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url, Some(dlq_url)),

@@ -165,6 +165,7 @@ fn discarded_entry(job: &Job, hold: &Hold) -> LogEntry {
         request: None,
         response: None,
         groups: None,
+        changes: Vec::new(),
         duration_ms: 0,
     }
 }

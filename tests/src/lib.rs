@@ -9,6 +9,7 @@
 
 pub mod auth_gate;
 pub mod aws_fixtures;
+pub mod browser;
 pub mod chaos;
 pub mod conformance;
 pub mod fault_proxy;

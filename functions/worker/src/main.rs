@@ -66,6 +66,9 @@ async fn build() -> Result<Handler, StartupError> {
     if let Some(holds_table) = &env.holds_table {
         worker = worker.with_holds(Arc::new(DynamoHoldStore::new(dynamo, holds_table.clone())));
     }
+    if env.emf_metrics {
+        worker = worker.with_metrics(Arc::new(userprov_core::metrics::StdoutEmf));
+    }
     Ok(Handler {
         worker: Arc::new(worker),
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url, Some(dlq_url)),

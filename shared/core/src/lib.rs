@@ -18,6 +18,7 @@ pub mod link;
 pub mod log;
 pub mod mapping;
 pub mod merge;
+pub mod metrics;
 pub mod plan;
 pub mod ports;
 pub mod preview;

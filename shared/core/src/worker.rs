@@ -20,7 +20,8 @@ use crate::ids::SalesforceId;
 use crate::job::Job;
 use crate::link::{AccountLink, ManagedBy};
 use crate::log::{
-    ErrorInfo, LogEntry, LogStatus, Operation, RESPONSE_EXCERPT_BYTES, truncate_response,
+    AttributeChange, ErrorInfo, LogEntry, LogStatus, Operation, RESPONSE_EXCERPT_BYTES,
+    truncate_response,
 };
 use crate::plan::{Plan, plan};
 use crate::ports::{Clock, Disposition, LinkStore, LogStore, ReceivedMessage, StoreError};
@@ -82,6 +83,8 @@ struct Applied {
     /// The user's Username when the job itself carries none (a change event): from the merged
     /// snapshot or the link, for the log entry.
     username: Option<String>,
+    /// The attributes changed (or, in dry-run, that would change).
+    changes: Vec<AttributeChange>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +105,8 @@ struct Failure {
     from_target: bool,
     /// As [`Applied::username`].
     username: Option<String>,
+    /// The attribute changes the attempt tried to make.
+    changes: Vec<AttributeChange>,
 }
 
 impl Failure {
@@ -119,6 +124,7 @@ impl Failure {
             throttling: false,
             from_target: false,
             username: None,
+            changes: Vec::new(),
         }
     }
 
@@ -158,11 +164,7 @@ pub fn redact(value: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, v)| {
-                    let lower = key.to_ascii_lowercase();
-                    if ["password", "secret", "token"]
-                        .iter()
-                        .any(|s| lower.contains(s))
-                    {
+                    if crate::log::is_sensitive_key(key) {
                         (key.clone(), Value::String("[redacted]".into()))
                     } else {
                         (key.clone(), redact(v))
@@ -192,6 +194,7 @@ pub struct Worker {
     retry: RetryPolicy,
     holds: Option<Arc<dyn crate::ports::HoldStore>>,
     breakers: crate::breaker::CircuitBreakers,
+    metrics: Option<Arc<dyn crate::metrics::MetricsSink>>,
 }
 
 impl Worker {
@@ -212,7 +215,14 @@ impl Worker {
             clock,
             retry,
             holds: None,
+            metrics: None,
         }
+    }
+
+    /// Emits one metrics record per job attempt (EMF on AWS).
+    pub fn with_metrics(mut self, sink: Arc<dyn crate::metrics::MetricsSink>) -> Self {
+        self.metrics = Some(sink);
+        self
     }
 
     /// Where the deactivation guard keeps held jobs; without it, an app with a guard fails its
@@ -355,6 +365,11 @@ impl Worker {
             let mut reason: Vec<String> = entry.reason.take().into_iter().collect();
             reason.extend(notes);
             entry.reason = Some(reason.join("; "));
+        }
+        if let Some(sink) = &self.metrics {
+            let dead_lettered = matches!(disposition, Disposition::DeadLetter { .. });
+            let metrics = crate::metrics::JobMetrics::of(&entry, dead_lettered, job.source_time);
+            sink.emit(&metrics.to_emf(self.clock.now()));
         }
         match self.log.append(&entry).await {
             Ok(()) => disposition,
@@ -545,6 +560,9 @@ impl Worker {
                 )
                 .await;
         }
+        let changes = self
+            .attribute_changes(app, &plan, previous, payload.as_ref())
+            .await;
         if app.dry_run {
             let request = payload
                 .as_ref()
@@ -552,6 +570,7 @@ impl Worker {
                 .or_else(|| Some(serde_json::json!({"active": false})));
             return Ok(Applied {
                 request,
+                changes,
                 target_id: account.map(|(id, _)| id),
                 ..outcome(
                     operation,
@@ -576,7 +595,7 @@ impl Worker {
             });
         }
         let expected_version = previous.map(|l| l.version);
-        match (plan, payload, account) {
+        let result = match (plan, payload, account) {
             (Plan::CreateOrAdopt, Some(payload), _) => {
                 self.create_or_adopt(app, connector, job, previous, &payload)
                     .await
@@ -696,7 +715,50 @@ impl Worker {
                 "internal",
                 format!("cannot carry out {plan:?} without an account"),
             )),
+        };
+        match result {
+            Ok(applied) => Ok(Applied { changes, ..applied }),
+            Err(failure) => Err(Failure { changes, ..failure }),
         }
+    }
+
+    /// What the plan changes in the account, attribute by attribute: the desired resource
+    /// against what userprov last pushed (the link's snapshot mapped the same way). Old values
+    /// are left out when they are not known (no account yet, or no snapshot).
+    async fn attribute_changes(
+        &self,
+        app: &AppConfig,
+        plan: &Plan,
+        previous: Option<&AccountLink>,
+        desired: Option<&Value>,
+    ) -> Vec<AttributeChange> {
+        let account = previous.filter(|l| l.account().is_some());
+        if matches!(plan, Plan::Deactivate(_)) {
+            return match (account, app.deactivate) {
+                (Some(_), DeactivateMode::PatchActive) => vec![AttributeChange::of(
+                    "active",
+                    Some(Value::Bool(true)),
+                    Some(Value::Bool(false)),
+                )],
+                _ => Vec::new(),
+            };
+        }
+        let Some(desired) = desired else {
+            return Vec::new();
+        };
+        let mut last_pushed = None;
+        if !matches!(plan, Plan::CreateOrAdopt)
+            && let Some(link) = account
+            && let Some(snapshot) = &link.snapshot
+            && let Ok(accounts) = self.linked_accounts(app, snapshot).await
+            && let Ok(mut pushed) = desired_resource(app, snapshot, &accounts)
+        {
+            if let Value::Object(map) = &mut pushed {
+                map.insert("active".into(), Value::Bool(link.active));
+            }
+            last_pushed = Some(pushed);
+        }
+        crate::log::attribute_changes(last_pushed.as_ref(), desired)
     }
 
     /// The target already has the user's current state. The change is still recorded as
@@ -1028,6 +1090,7 @@ impl Worker {
             request: applied.request,
             response: None,
             groups: applied.groups,
+            changes: applied.changes,
             duration_ms,
         }
     }
@@ -1067,6 +1130,7 @@ impl Worker {
             }),
             request: failure.request,
             response: failure.response,
+            changes: failure.changes,
             ..self.entry(
                 job,
                 attempt,
@@ -1108,6 +1172,7 @@ fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> A
         request: None,
         groups: None,
         username: None,
+        changes: Vec::new(),
     }
 }
 

@@ -172,30 +172,6 @@ async fn on_dynamodb_a_released_hold_passes_the_guard_once_and_a_discarded_one_i
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn on_dynamodb_concurrent_deactivations_never_admit_more_than_the_limit() {
-    let store = hold_store().await;
-    let now = OffsetDateTime::now_utc();
-    let window = Duration::from_secs(60);
-    let mut attempts = tokio::task::JoinSet::new();
-    for i in 0..12 {
-        let store = store.clone();
-        attempts.spawn(async move {
-            store
-                .admit_deactivation(now, window, 5, &hold("slack", &format!("job{i}")))
-                .await
-                .unwrap()
-        });
-    }
-    let admissions = attempts.join_all().await;
-    let admitted = admissions
-        .iter()
-        .filter(|a| **a == Admission::Admitted)
-        .count();
-    assert_eq!(admitted, 5, "{admissions:?}");
-    assert_eq!(store.list_holds(Some("slack")).await.unwrap().len(), 7);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Postponing a paused app's job
 

@@ -126,13 +126,14 @@ impl DynamoHoldStore {
             .item(HOLDS_KEY, s(format!("{GUARD_PREFIX}{app}")))
             .item(HOLDS_APP, s(app))
             .item(HOLDS_DOCUMENT, s(document))
-            .item(HOLDS_VERSION, AttributeValue::N((version + 1).to_string()))
-            .expression_attribute_names("#key", HOLDS_KEY)
-            .expression_attribute_names("#version", HOLDS_VERSION);
+            .item(HOLDS_VERSION, AttributeValue::N((version + 1).to_string()));
+        // DynamoDB refuses expression names the condition does not use.
         put = if version == 0 {
             put.condition_expression("attribute_not_exists(#key)")
+                .expression_attribute_names("#key", HOLDS_KEY)
         } else {
             put.condition_expression("#version = :version")
+                .expression_attribute_names("#version", HOLDS_VERSION)
                 .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
         };
         let put = put

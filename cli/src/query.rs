@@ -73,13 +73,17 @@ impl Source {
         }
         if args.aws.selected() {
             let resources = AwsResources::resolve(&args.aws).await?;
-            let (log, links): (Option<Arc<dyn LogStore>>, Option<Arc<dyn LinkStore>>) = if need_log
-            {
-                (Some(Arc::new(resources.log_store()?)), None)
+            return Ok(if need_log {
+                Self::Stores {
+                    log: Some(Arc::new(resources.log_store()?)),
+                    links: None,
+                }
             } else {
-                (None, Some(Arc::new(resources.link_store()?)))
-            };
-            return Ok(Self::Stores { log, links });
+                Self::Stores {
+                    log: None,
+                    links: Some(Arc::new(resources.link_store()?)),
+                }
+            });
         }
         if !args
             .data_dir
@@ -388,21 +392,23 @@ pub async fn logs(options: &LogsOptions) -> Result<(), Failure> {
     // margin before the newest time seen and drops the ids already seen. Entries up to the
     // newest one printed count as seen, printed or not (beyond --limit): they are history.
     const MARGIN: time::Duration = time::Duration::seconds(30);
-    let mut newest_time = entries
-        .last()
-        .map_or_else(|| query.since.unwrap_or_else(OffsetDateTime::now_utc), |e| e.time);
+    let mut newest_time = entries.last().map_or_else(
+        || query.since.unwrap_or_else(OffsetDateTime::now_utc),
+        |e| e.time,
+    );
     let since = |newest: OffsetDateTime| {
         let floor = newest - MARGIN;
         let mut since_query = query.clone();
         since_query.since = Some(query.since.map_or(floor, |s| s.max(floor)));
         since_query
     };
-    let mut seen: HashMap<String, OffsetDateTime> = newest(&source, &since(newest_time), usize::MAX)
-        .await?
-        .into_iter()
-        .filter(|e| e.time <= newest_time)
-        .map(|e| (e.id, e.time))
-        .collect();
+    let mut seen: HashMap<String, OffsetDateTime> =
+        newest(&source, &since(newest_time), usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|e| e.time <= newest_time)
+            .map(|e| (e.id, e.time))
+            .collect();
     seen.extend(entries.into_iter().map(|e| (e.id, e.time)));
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);

@@ -371,11 +371,25 @@ async fn logs_follow_prints_each_new_entry_once_as_it_is_written() {
     // History: two joiners; the follower prints the newest (-n 1), and never the other.
     send(
         &stack,
-        users_changed(&[(BEN, "ben", true, "Analyst"), (CLEO, "cleo", true, "Designer")], 1),
+        users_changed(
+            &[
+                (BEN, "ben", true, "Analyst"),
+                (CLEO, "cleo", true, "Designer"),
+            ],
+            1,
+        ),
     )
     .await;
     let mut follower = command(&[
-        "logs", "--url", &url, "--follow", "--json", "--interval", "0.2", "-n", "1",
+        "logs",
+        "--url",
+        &url,
+        "--follow",
+        "--json",
+        "--interval",
+        "0.2",
+        "-n",
+        "1",
     ])
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit())
@@ -442,7 +456,12 @@ async fn logs_follow_prints_each_new_entry_once_as_it_is_written() {
     let links: Vec<Value> = serde_json::from_str(&stdout(&accounts)).unwrap();
     let states: Vec<(&str, bool)> = links
         .iter()
-        .map(|l| (l["user_id"].as_str().unwrap(), l["active"].as_bool().unwrap()))
+        .map(|l| {
+            (
+                l["user_id"].as_str().unwrap(),
+                l["active"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(states, [(ANA, false), (BEN, true), (CLEO, true)]);
     stack.shutdown().await;

@@ -248,11 +248,13 @@ async fn logs_and_accounts_read_the_tables_a_stacks_outputs_name() {
         &deployment.log_table,
         "--region",
         "us-east-1",
+        "--profile",
+        PROFILE,
         "--app",
         "slack",
         "--json",
     ]);
-    assert_eq!(direct.status.code(), Some(0));
+    assert_eq!(direct.status.code(), Some(0), "{}", stderr(&direct));
     assert_eq!(stdout(&direct).lines().count(), 2);
 
     let table = deployment.userprov(&["accounts", "--stack", &stack, "--profile", PROFILE]);

@@ -286,6 +286,7 @@ fn dead_lettered_entry(job: &Job) -> LogEntry {
         request: None,
         response: None,
         groups: None,
+        changes: Vec::new(),
         duration_ms: 3,
     }
 }

@@ -154,6 +154,7 @@ fn entry(minutes_ago: i64, app: &str, user: u32, status: LogStatus) -> LogEntry 
         request: None,
         response: None,
         groups: None,
+        changes: Vec::new(),
         duration_ms: 12,
     }
 }

@@ -75,6 +75,13 @@ impl JobMetrics {
         record.insert("Retries".into(), json!(self.retries));
         record.insert("DeadLetters".into(), json!(self.dead_letters));
         record.insert("Holds".into(), json!(self.holds));
+        // 0 or 100 per finished job: its average over a period is the failure rate, which an
+        // alarm can watch without metric math (not every CloudWatch implementation has it).
+        if self.successes + self.failures > 0 {
+            metrics.push(json!({"Name": "FailedPercent", "Unit": "Percent"}));
+            let failed_percent = if self.failures > 0 { 100 } else { 0 };
+            record.insert("FailedPercent".into(), json!(failed_percent));
+        }
         if let Some(latency) = self.latency_ms {
             metrics.push(json!({"Name": "ProvisioningLatency", "Unit": "Milliseconds"}));
             record.insert("ProvisioningLatency".into(), json!(latency));
@@ -172,12 +179,13 @@ mod tests {
                             {"Name": "Retries", "Unit": "Count"},
                             {"Name": "DeadLetters", "Unit": "Count"},
                             {"Name": "Holds", "Unit": "Count"},
+                            {"Name": "FailedPercent", "Unit": "Percent"},
                             {"Name": "ProvisioningLatency", "Unit": "Milliseconds"}
                         ]
                     }]
                 },
                 "App": "slack", "Successes": 1, "Failures": 0, "Retries": 0,
-                "DeadLetters": 0, "Holds": 0, "ProvisioningLatency": 2500
+                "DeadLetters": 0, "Holds": 0, "FailedPercent": 0, "ProvisioningLatency": 2500
             })
         );
     }

@@ -810,6 +810,7 @@ impl QueueConsumer for EmbeddedQueue {
                             // This delivery does not count towards maxReceiveCount.
                             stored.receive_count = stored.receive_count.saturating_sub(1);
                             messages.insert(seq, encode(&stored)?.as_slice())?;
+                            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
                         }
                         Disposition::DeadLetter { reason } => {
                             messages.remove(seq)?;

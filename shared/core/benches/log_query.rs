@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use userprov_core::embedded::{EmbeddedDb, EmbeddedStore};
 use userprov_core::error::ErrorClass;
+use userprov_core::ids::SalesforceId;
 use userprov_core::log::{ErrorInfo, LogEntry, LogQuery, LogStatus, Operation};
 use userprov_core::ports::LogStore;
 use userprov_core::source::EventSource;
@@ -25,8 +26,10 @@ const SPAN: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 const START: OffsetDateTime = datetime!(2026-08-01 00:00:00 UTC);
 
 fn user_id(n: u64) -> String {
-    // Valid-looking 18-character ids; the store compares them as text.
-    format!("0058a{n:010}AAF")
+    // A real 18-character id (with its checksum suffix), as the worker stores it: the query
+    // parses the user it is given as an id first.
+    let short = format!("0058a{n:010}");
+    SalesforceId::parse(&short).map_or(short, |id| id.to_string())
 }
 
 /// Entry `n` of `total`, in time order: 2% failures, 1% retries, the rest successes.

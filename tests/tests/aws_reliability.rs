@@ -135,7 +135,12 @@ async fn on_dynamodb_a_released_hold_passes_the_guard_once_and_a_discarded_one_i
     let now = OffsetDateTime::now_utc();
     let window = Duration::from_secs(60);
     let a = hold("slack", "a");
-    let b = hold("slack", "b");
+    // Held a second later, so "oldest first" has one answer (two ULIDs made within the same
+    // millisecond are in random order).
+    let b = Hold {
+        held_at: a.held_at + Duration::from_secs(1),
+        ..hold("slack", "b")
+    };
     for h in [&a, &b] {
         let admission = store.admit_deactivation(now, window, 0, h).await.unwrap();
         assert!(matches!(admission, Admission::Held { .. }));

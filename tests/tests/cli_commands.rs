@@ -174,6 +174,30 @@ async fn three_joiners(site: &Site) {
     )
     .await;
     stack.shutdown().await;
+    wait_until_released(&site.data_dir()).await;
+}
+
+/// Blocking tasks of the stopped in-process stack can hold the database a moment after
+/// `shutdown` returns (a stopped `userprov serve` process releases it on exit): wait for its
+/// lock, as an operator would stop serve before using the data directory.
+async fn wait_until_released(data_dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match userprov_core::embedded::EmbeddedDb::open(data_dir) {
+            Ok(db) => {
+                drop(db);
+                return;
+            }
+            Err(error) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the stopped stack still holds {} after 10 s: {error}",
+                    data_dir.display()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -278,8 +278,8 @@ impl HoldStore for DynamoHoldStore {
                 break;
             }
         }
-        // Hold ids are ULIDs: id order is time order.
-        holds.sort_by(|a, b| a.id.cmp(&b.id));
+        // Oldest first; hold ids (ULIDs) break ties within one timestamp.
+        holds.sort_by(|a, b| a.held_at.cmp(&b.held_at).then_with(|| a.id.cmp(&b.id)));
         Ok(holds)
     }
 

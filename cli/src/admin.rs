@@ -144,7 +144,7 @@ pub async fn holds_settle(
 
 fn discarded_entry(job: &Job, hold: &Hold) -> LogEntry {
     LogEntry {
-        id: ulid::Ulid::new().to_string(),
+        id: LogEntry::new_id(),
         time: time::OffsetDateTime::now_utc(),
         app: job.app.clone(),
         user_id: job.user.id.to_string(),

@@ -391,6 +391,8 @@ pub async fn logs(options: &LogsOptions) -> Result<(), Failure> {
     // Entries are not written in strict time order across workers: each poll re-reads a
     // margin before the newest time seen and drops the ids already seen. Entries up to the
     // newest one printed count as seen, printed or not (beyond --limit): they are history.
+    // "Up to" is in id order, the order the store chose the printed ones by; entry times
+    // of one millisecond can differ from it.
     const MARGIN: time::Duration = time::Duration::seconds(30);
     let mut newest_time = entries.last().map_or_else(
         || query.since.unwrap_or_else(OffsetDateTime::now_utc),
@@ -402,11 +404,15 @@ pub async fn logs(options: &LogsOptions) -> Result<(), Failure> {
         since_query.since = Some(query.since.map_or(floor, |s| s.max(floor)));
         since_query
     };
+    let last_printed_id = entries.last().map(|e| e.id.clone());
     let mut seen: HashMap<String, OffsetDateTime> =
         newest(&source, &since(newest_time), usize::MAX)
             .await?
             .into_iter()
-            .filter(|e| e.time <= newest_time)
+            .filter(|e| match &last_printed_id {
+                Some(last) => e.id <= *last,
+                None => e.time <= newest_time,
+            })
             .map(|e| (e.id, e.time))
             .collect();
     seen.extend(entries.into_iter().map(|e| (e.id, e.time)));

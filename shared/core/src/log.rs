@@ -119,6 +119,24 @@ pub struct LogEntry {
     pub duration_ms: u64,
 }
 
+impl LogEntry {
+    /// A fresh entry id. Ids from one process increase strictly, even within one millisecond,
+    /// so "newest first" (id order) agrees with the order entries were written; `Ulid::new`
+    /// alone orders same-millisecond ids at random.
+    pub fn new_id() -> String {
+        static GENERATOR: std::sync::Mutex<ulid::Generator> =
+            std::sync::Mutex::new(ulid::Generator::new());
+        let mut generator = GENERATOR
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Overflow needs 2^80 ids in one millisecond; a fresh random id is the fallback.
+        generator
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+            .to_string()
+    }
+}
+
 /// One attribute of the target account changed by a job. `attribute` is the path in the
 /// resource pushed (`title`, `name.givenName`); multi-valued attributes compare as a whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -684,5 +702,20 @@ mod change_tests {
         // An unchanged secret is not reported at all.
         let same = json!({"password": "Same-1"});
         assert!(attribute_changes(Some(&same), &same).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod entry_id_tests {
+    use super::LogEntry;
+
+    #[test]
+    fn entry_ids_written_in_one_millisecond_still_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..2_000).map(|_| LogEntry::new_id()).collect();
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "ids out of order"
+        );
+        assert!(ids.iter().all(|id| ulid::Ulid::from_string(id).is_ok()));
     }
 }

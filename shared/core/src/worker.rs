@@ -1070,7 +1070,7 @@ impl Worker {
 
     fn entry(&self, job: &Job, attempt: u32, duration_ms: u64, applied: Applied) -> LogEntry {
         LogEntry {
-            id: ulid::Ulid::new().to_string(),
+            id: LogEntry::new_id(),
             time: self.clock.now(),
             app: job.app.clone(),
             user_id: job.user.id.to_string(),

@@ -195,6 +195,11 @@ impl RunningStack {
                 tracing::error!(%error, "the HTTP server stopped");
             }
         }));
+        tasks.push(tokio::spawn(prune_log_hourly(
+            store.clone(),
+            config.log_api.retention(),
+            shutdown_rx.clone(),
+        )));
         for _ in 0..options.workers.max(1) {
             tasks.push(tokio::spawn(run_worker(
                 queue.clone(),
@@ -332,6 +337,27 @@ async fn run_worker(
                 tracing::warn!(%error, "cannot receive from the queue; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+}
+
+/// The embedded log's retention: entries older than `retention` are deleted at start and then
+/// every hour. A failed pass is logged and tried again at the next hour.
+async fn prune_log_hourly(
+    store: EmbeddedStore,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let cutoff = time::OffsetDateTime::now_utc() - retention;
+        match store.prune_log_before(cutoff).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, %cutoff, "deleted log entries past the retention"),
+            Err(error) => tracing::warn!(%error, "pruning the log failed; trying again in an hour"),
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `LogStore::stats` (behind `GET /stats`): counts by status and by app over a time range, on
-//! the embedded store and on the DynamoDB store (moto server).
+//! the embedded store and on the DynamoDB store (moto server); and the embedded log's retention.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -147,4 +147,50 @@ async fn the_dynamodb_store_counts_entries_by_status_and_app_over_a_time_range()
     let store = DynamoLogStore::new(client, table, Duration::from_secs(30 * 24 * 3600))
         .with_clock(Arc::new(FixedClock(now)));
     check_stats(&store, &fixture(now), now).await;
+}
+
+/// `userprov serve` keeps `[log_api] retention_days` of log: on start it deletes what is older.
+#[tokio::test]
+async fn serve_deletes_log_entries_older_than_the_retention_when_it_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let now = now_ms();
+    let expired = entry(now - time::Duration::days(8), "slack", LogStatus::Success);
+    let kept = entry(now - time::Duration::days(6), "slack", LogStatus::Failed);
+    {
+        let store = EmbeddedStore::new(EmbeddedDb::open(&data_dir).unwrap());
+        store
+            .append_many(&[expired.clone(), kept.clone()])
+            .await
+            .unwrap();
+    }
+    let config = userprov_tests::pipeline::config_for("http://127.0.0.1:9/scim/v2", "", "")
+        + "\n[log_api]\nretention_days = 7\n";
+    let config_path = data.path().join("userprov.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let stack = userprov_cli::stack::RunningStack::start(userprov_cli::stack::StackOptions {
+        bind: ([127, 0, 0, 1], 0).into(),
+        config: Some(config_path),
+        data_dir,
+        mock_target: false,
+        workers: 1,
+    })
+    .await
+    .unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ids = loop {
+        let page = stack.store.query(&Default::default()).await.unwrap();
+        let ids: Vec<String> = page.entries.into_iter().map(|e| e.id).collect();
+        if ids.len() < 2 || std::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stack.shutdown().await;
+    assert_eq!(
+        ids,
+        [kept.id],
+        "the 8-day-old entry should be gone, the 6-day-old kept"
+    );
 }

@@ -132,6 +132,23 @@ pub struct LogApiConfig {
     /// The secret holding a bearer token that `userprov serve` requires on the log API. Unset:
     /// no token (the server binds loopback by default). On AWS, API Gateway authorises with IAM.
     pub token_secret: Option<String>,
+    /// Days `userprov serve` keeps a log entry in its data directory; older entries are
+    /// deleted hourly. Default 90. On AWS the stack's `LogRetentionDays` parameter sets the
+    /// log table's TTL instead.
+    pub retention_days: Option<u32>,
+}
+
+impl LogApiConfig {
+    pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+    /// How long a log entry is kept by the embedded store.
+    pub fn retention(&self) -> std::time::Duration {
+        let days = self
+            .retention_days
+            .unwrap_or(Self::DEFAULT_RETENTION_DAYS)
+            .max(1);
+        std::time::Duration::from_secs(u64::from(days) * 86_400)
+    }
 }
 
 /// The Salesforce org(s) that may send events.
@@ -429,6 +446,12 @@ impl Config {
         });
         for (key, message) in raw.webhook.events.validate() {
             issues.push(issue(&format!("webhook.events.{key}"), &message));
+        }
+        if raw.log_api.retention_days == Some(0) {
+            issues.push(issue(
+                "log_api.retention_days",
+                "must be at least 1 (days a log entry is kept)",
+            ));
         }
         if raw.webhook.max_body_bytes < 1024 {
             issues.push(issue("webhook.max_body_bytes", "must be at least 1024"));

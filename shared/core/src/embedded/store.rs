@@ -9,6 +9,7 @@ use std::iter::Peekable;
 
 use async_trait::async_trait;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use time::OffsetDateTime;
 use ulid::Ulid;
 
 use super::db::{EmbeddedDb, Failure};
@@ -102,6 +103,97 @@ impl EmbeddedStore {
             .await?;
         Ok(())
     }
+}
+
+/// Entries deleted per write transaction by [`EmbeddedStore::prune_log_before`], so pruning a
+/// large backlog never holds the write lock for long.
+const PRUNE_BATCH: usize = 1_000;
+
+impl EmbeddedStore {
+    /// Deletes the log entries whose `time` is before `cutoff`, with their index keys; returns
+    /// how many. The retention of `userprov serve` (`[log_api] retention_days`).
+    pub async fn prune_log_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let cutoff_ms = u64::try_from(super::db::unix_ms(cutoff)).unwrap_or(0);
+        // Ids at or above this bound were made within the tolerance of a time after the cutoff.
+        let id_bound =
+            Ulid::from_parts(cutoff_ms.saturating_add(LOG_ID_TIME_TOLERANCE_MS), 0).to_string();
+        let mut pruned = 0u64;
+        let mut resume_after: Option<String> = None;
+        let mut outliers_done = false;
+        loop {
+            let bound = id_bound.clone();
+            let after = resume_after.clone();
+            let scan_outliers = !outliers_done;
+            let (deleted, last_scanned, more) = self
+                .db
+                .run(move |db| {
+                    let txn = db.begin_write()?;
+                    let mut victims: Vec<LogEntry> = Vec::new();
+                    let mut last_scanned: Option<String> = None;
+                    let mut more = false;
+                    {
+                        let entries = txn.open_table(LOG_ENTRIES)?;
+                        let candidates: Vec<String> = if scan_outliers {
+                            let outliers = txn.open_table(LOG_TIME_OUTLIERS)?;
+                            outliers
+                                .iter()?
+                                .map(|item| item.map(|(key, _)| key.value().to_owned()))
+                                .collect::<Result<_, _>>()?
+                        } else {
+                            let start = after.as_deref().unwrap_or("");
+                            let mut ids = Vec::new();
+                            for item in entries.range::<&str>(start..bound.as_str())? {
+                                let (key, _) = item?;
+                                if after.as_deref() == Some(key.value()) {
+                                    continue;
+                                }
+                                if ids.len() == PRUNE_BATCH {
+                                    more = true;
+                                    break;
+                                }
+                                ids.push(key.value().to_owned());
+                            }
+                            ids
+                        };
+                        for id in candidates {
+                            if let Some(stored) = entries.get(id.as_str())? {
+                                let entry = decode_entry(stored.value())?;
+                                if entry.time < cutoff {
+                                    victims.push(entry);
+                                }
+                            }
+                            last_scanned = Some(id);
+                        }
+                    }
+                    for entry in &victims {
+                        delete_entry(&txn, entry)?;
+                    }
+                    txn.commit()?;
+                    Ok((victims.len() as u64, last_scanned, more))
+                })
+                .await?;
+            pruned += deleted;
+            if scan_outliers {
+                outliers_done = true;
+                continue;
+            }
+            if !more {
+                return Ok(pruned);
+            }
+            resume_after = last_scanned;
+        }
+    }
+}
+
+fn delete_entry(txn: &WriteTransaction, entry: &LogEntry) -> Result<(), Failure> {
+    txn.open_table(LOG_ENTRIES)?.remove(entry.id.as_str())?;
+    for (index, value) in index_keys(entry) {
+        txn.open_table(index)?
+            .remove((value.as_str(), entry.id.as_str()))?;
+    }
+    txn.open_table(LOG_TIME_OUTLIERS)?
+        .remove(entry.id.as_str())?;
+    Ok(())
 }
 
 fn write_entry(
@@ -1088,6 +1180,78 @@ mod tests {
             ..LogQuery::default()
         };
         assert_eq!(store.query(&success).await.unwrap().entries, [entry]);
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_entries_older_than_the_cutoff_and_their_index_keys() {
+        let (_dir, store, entries) = seeded().await;
+        // An entry whose id was made long after its time is pruned by its time.
+        let mut outlier = entry_at(T0 - time::Duration::days(3), 99);
+        outlier.id = Ulid::from_parts(
+            u64::try_from((T0 + time::Duration::days(5)).unix_timestamp()).unwrap() * 1000,
+            7,
+        )
+        .to_string();
+        store.append(&outlier).await.unwrap();
+
+        let cutoff = T0 + time::Duration::minutes(45);
+        assert_eq!(store.prune_log_before(cutoff).await.unwrap(), 46);
+
+        let kept: Vec<LogEntry> = entries
+            .iter()
+            .filter(|e| e.time >= cutoff)
+            .cloned()
+            .collect();
+        for query in [
+            LogQuery::default(),
+            LogQuery {
+                app: Some("slack".to_owned()),
+                ..LogQuery::default()
+            },
+            LogQuery {
+                user: Some("grace@example.com".to_owned()),
+                ..LogQuery::default()
+            },
+            LogQuery {
+                status: Some(LogStatus::Failed),
+                ..LogQuery::default()
+            },
+            LogQuery {
+                since: Some(T0 - time::Duration::days(4)),
+                ..LogQuery::default()
+            },
+        ] {
+            assert_eq!(
+                all_pages(&store, query.clone()).await,
+                expected(&kept, &query),
+                "{query:?}"
+            );
+        }
+        assert_eq!(store.get_entry(&outlier.id).await.unwrap(), None);
+        // Nothing older is left: pruning again deletes nothing.
+        assert_eq!(store.prune_log_before(cutoff).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_a_backlog_larger_than_one_batch() {
+        let (_dir, store) = open();
+        let backlog: Vec<LogEntry> = (0..(PRUNE_BATCH as u128 * 2 + 5))
+            .map(|i| entry_at(T0 + time::Duration::milliseconds(i as i64), i))
+            .collect();
+        store.append_many(&backlog).await.unwrap();
+        let newest = entry_at(T0 + time::Duration::days(1), 1);
+        store.append(&newest).await.unwrap();
+        assert_eq!(
+            store
+                .prune_log_before(T0 + time::Duration::hours(1))
+                .await
+                .unwrap(),
+            backlog.len() as u64
+        );
+        assert_eq!(
+            store.query(&LogQuery::default()).await.unwrap().entries,
+            [newest]
+        );
     }
 
     #[tokio::test]

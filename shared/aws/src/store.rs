@@ -308,6 +308,51 @@ impl DynamoLogStore {
         self
     }
 
+    /// Writes many entries with BatchWriteItem, 25 per call, re-sending what DynamoDB leaves
+    /// unprocessed (throttling) after a short, growing pause. For backfills and benchmarks; the
+    /// worker writes one entry per job with [`LogStore::append`].
+    pub async fn append_many(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        const BATCH: usize = 25;
+        const MAX_ROUNDS: u32 = 8;
+        for chunk in entries.chunks(BATCH) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                let put = PutRequest::builder()
+                    .set_item(Some(self.item(entry)?))
+                    .build()
+                    .map_err(|e| StoreError::BadRequest(format!("a log entry item: {e}")))?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut round = 0;
+            while !requests.is_empty() {
+                if round == MAX_ROUNDS {
+                    return Err(StoreError::Unavailable(format!(
+                        "BatchWriteItem on {}: {} items still unprocessed after {MAX_ROUNDS} tries",
+                        self.table,
+                        requests.len()
+                    )));
+                }
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << round)).await;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(self.table.clone(), requests)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(&self.table, "BatchWriteItem", &e))?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+                round += 1;
+            }
+        }
+        Ok(())
+    }
+
     fn retention(&self) -> time::Duration {
         time::Duration::try_from(self.retention).unwrap_or(time::Duration::MAX)
     }

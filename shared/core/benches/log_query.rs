@@ -7,73 +7,12 @@
 
 use std::error::Error;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::json;
-use time::OffsetDateTime;
-use time::macros::datetime;
 use userprov_core::embedded::{EmbeddedDb, EmbeddedStore};
-use userprov_core::error::ErrorClass;
-use userprov_core::ids::SalesforceId;
-use userprov_core::log::{ErrorInfo, LogEntry, LogQuery, LogStatus, Operation};
+use userprov_core::log::{LogEntry, LogQuery};
 use userprov_core::ports::LogStore;
-use userprov_core::source::EventSource;
-
-const APPS: [&str; 5] = ["slack", "github", "zoom", "atlassian", "aws-sso"];
-const USERS: u64 = 20_000;
-/// The log spans 90 days.
-const SPAN: Duration = Duration::from_secs(90 * 24 * 60 * 60);
-const START: OffsetDateTime = datetime!(2026-08-01 00:00:00 UTC);
-
-fn user_id(n: u64) -> String {
-    // A real 18-character id (with its checksum suffix), as the worker stores it: the query
-    // parses the user it is given as an id first.
-    let short = format!("0058a{n:010}");
-    SalesforceId::parse(&short).map_or(short, |id| id.to_string())
-}
-
-/// Entry `n` of `total`, in time order: 2% failures, 1% retries, the rest successes.
-fn entry(n: u64, total: u64) -> LogEntry {
-    let offset = u64::try_from(SPAN.as_millis()).unwrap_or(u64::MAX) / total * n;
-    let time = START + Duration::from_millis(offset);
-    let millis = u64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let user = (n * 7919) % USERS;
-    let status = match n % 100 {
-        0 | 1 => LogStatus::Failed,
-        2 => LogStatus::Retrying,
-        _ => LogStatus::Success,
-    };
-    let failed = status != LogStatus::Success;
-    LogEntry {
-        id: ulid::Ulid::from_parts(millis, u128::from(n)).to_string(),
-        time,
-        app: APPS[usize::try_from(n % 5).unwrap_or(0)].to_owned(),
-        user_id: user_id(user),
-        username: Some(format!("user{user}@acme.example")),
-        event_id: format!("04l8a{n:013}"),
-        source: EventSource::OutboundMessage,
-        correlation_id: format!("c-{n}"),
-        operation: Operation::Update,
-        status,
-        attempt: 1,
-        http_status: Some(if failed { 503 } else { 200 }),
-        target_id: Some(format!("t-{user}")),
-        reason: None,
-        error: failed.then(|| ErrorInfo {
-            class: ErrorClass::Transient,
-            code: "http_503".into(),
-            message: "the target is unavailable".into(),
-        }),
-        request: Some(
-            json!({"userName": format!("user{user}@acme.example"), "title": "Engineer",
-            "active": true}),
-        ),
-        response: None,
-        groups: None,
-        changes: Vec::new(),
-        duration_ms: 40,
-    }
-}
+use userprov_core::synthetic_log::{entry, queries};
 
 async fn time_query(
     store: &EmbeddedStore,
@@ -129,26 +68,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         size as f64 / 1e6
     );
 
-    let one_user = LogQuery {
-        user: Some(user_id(4242)),
-        ..LogQuery::default()
-    };
-    time_query(&store, "one user's entries (by id)", &one_user).await?;
-    let by_name = LogQuery {
-        user: Some("user4242@acme.example".into()),
-        ..LogQuery::default()
-    };
-    time_query(&store, "one user's entries (by username)", &by_name).await?;
-    let day = START + Duration::from_secs(45 * 24 * 60 * 60);
-    let failures_in_a_day = LogQuery {
-        app: Some("github".into()),
-        status: Some(LogStatus::Failed),
-        since: Some(day),
-        until: Some(day + Duration::from_secs(24 * 60 * 60)),
-        ..LogQuery::default()
-    };
-    time_query(&store, "one app's failures in one day", &failures_in_a_day).await?;
-    let newest = LogQuery::default();
-    time_query(&store, "the newest entries, no filter", &newest).await?;
+    for (name, query) in queries() {
+        time_query(&store, name, &query).await?;
+    }
     Ok(())
 }

@@ -26,4 +26,5 @@ pub mod salesforce;
 pub mod scope;
 pub mod source;
 pub mod source_file;
+pub mod synthetic_log;
 pub mod worker;

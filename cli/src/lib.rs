@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod aws;
+pub mod dashboard;
 pub mod demo;
 pub mod import;
 pub mod query;

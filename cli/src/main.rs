@@ -226,6 +226,20 @@ enum Command {
         #[command(flatten)]
         from: ReadFrom,
     },
+    /// Open a deployed stack's failures dashboard and log API on this machine.
+    #[command(
+        after_help = concat!("Examples:\n  userprov dashboard --stack userprov --profile prod\n  userprov dashboard --stack userprov --config userprov.toml --port 8790\n\nOn AWS the log API is IAM-authorised, and a browser cannot sign its requests: this serves the\nsame dashboard and API on 127.0.0.1, reading the stack's tables with your AWS credentials\n(read access to the log and links tables is enough). Open the printed URL; Ctrl-C stops it.\nGive --config (the configuration you deployed) so that POST /preview uses your mappings.\n\n", exit_codes!())
+    )]
+    Dashboard {
+        /// The port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8788)]
+        port: u16,
+        /// The configuration deployed (for POST /preview); the example configuration otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        aws: userprov_cli::aws::AwsArgs,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  userprov completions bash > ~/.local/share/bash-completion/completions/userprov\n  userprov completions zsh > \"${fpath[1]}/_userprov\"\n  userprov completions fish > ~/.config/fish/completions/userprov.fish"
@@ -552,6 +566,22 @@ async fn main() -> ExitCode {
                 json,
             };
             finish_streamed(userprov_cli::query::accounts(&options).await)
+        }
+        Command::Dashboard { port, config, aws } => {
+            init_tracing(cli.log_format, "warn");
+            let options = userprov_cli::dashboard::DashboardOptions { aws, config, port };
+            match userprov_cli::dashboard::bind(&options).await {
+                Ok(dashboard) => {
+                    println!(
+                        "the dashboard of {}: {}",
+                        options.aws.stack.as_deref().unwrap_or("the given tables"),
+                        dashboard.url
+                    );
+                    println!("Ctrl-C stops it.");
+                    finish_streamed(dashboard.serve().await)
+                }
+                Err(failure) => finish_streamed(Err(failure)),
+            }
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

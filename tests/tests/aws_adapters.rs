@@ -1067,6 +1067,7 @@ async fn the_tables_have_the_documented_keys_indexes_and_expiry() {
         indexes,
         vec![
             index("by_app", "app"),
+            index("by_app_status", "app_status"),
             index("by_day", "day"),
             index("by_event", "event_id"),
             index("by_status", "status"),

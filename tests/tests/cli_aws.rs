@@ -395,3 +395,113 @@ async fn a_stack_that_does_not_exist_or_lacks_an_output_is_bad_input() {
         stderr(&no_log)
     );
 }
+
+/// On AWS the log API wants SigV4, which a browser cannot send: `userprov dashboard --stack`
+/// serves the same dashboard and API on loopback, over the stack's tables.
+#[tokio::test]
+async fn dashboard_serves_a_stacks_log_on_loopback_for_the_browser() {
+    use std::io::{BufRead, BufReader};
+
+    let deployment = Deployment::new().await;
+    let failed = entry(20, "github", 2, LogStatus::Failed);
+    deployment
+        .log
+        .append(&entry(30, "slack", 1, LogStatus::Success))
+        .await
+        .unwrap();
+    deployment.log.append(&failed).await.unwrap();
+    deployment
+        .links
+        .put_link(&link("slack", 1), None)
+        .await
+        .unwrap();
+
+    let mut dashboard = Command::new(userprov_binary())
+        .args([
+            "dashboard",
+            "--stack",
+            &deployment.stack,
+            "--profile",
+            PROFILE,
+            "--port",
+            "0",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", deployment.work.path())
+        .env("AWS_CONFIG_FILE", deployment.path("aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            deployment.path("aws-credentials"),
+        )
+        .env("AWS_ENDPOINT_URL", Moto::shared().endpoint())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(dashboard.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let url = first_line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no loopback URL printed: {first_line:?}"))
+        .to_owned();
+
+    let http = reqwest::Client::new();
+    let page = http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let failures: Value = http
+        .get(format!("{url}logs?status=failed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = failures["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [failed.id.as_str()], "{failures}");
+    let detail: Value = http
+        .get(format!("{url}logs/{}", failed.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["app"], "github");
+    let accounts: Value = http
+        .get(format!("{url}accounts?app=slack"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts["accounts"][0]["user_id"].as_str(),
+        Some(user_id(1).as_str()),
+        "{accounts}"
+    );
+    dashboard.kill().unwrap();
+    let _ = dashboard.wait();
+
+    // Without a stack or tables there is nothing to serve: bad input, with what to do.
+    let local = deployment.userprov(&["dashboard", "--port", "0"]);
+    assert_eq!(local.status.code(), Some(2));
+    assert!(stderr(&local).contains("--stack"), "{}", stderr(&local));
+}

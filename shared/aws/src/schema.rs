@@ -7,10 +7,12 @@
 //!
 //! **Log table**: partition key `id` (S, a ULID). Attributes: `entry` (S, the
 //! [`LogEntry`](userprov_core::log::LogEntry) as JSON), `user_id`, `username_lc` (lower-cased),
-//! `app`, `status`, `event_id`, `day` (`YYYY-MM-DD` of the entry's time, UTC), all S, and
+//! `app`, `status`, `app_status` (`APP#STATUS`), `event_id`, `day` (`YYYY-MM-DD` of the entry's
+//! time, UTC), all S, and
 //! `expires_at` (N, epoch seconds: the entry's time plus the retention; the TTL attribute).
 //! Global secondary indexes, each with sort key `id` (S) and projection ALL: `by_user`
 //! (`user_id`), `by_username` (`username_lc`), `by_app` (`app`), `by_status` (`status`),
+//! `by_app_status` (`app_status`: one app's failures without reading its successes),
 //! `by_event` (`event_id`), `by_day` (`day`). An attribute left empty is not written, so the
 //! entry is simply absent from that index. Both tables bill on demand.
 //!
@@ -45,6 +47,7 @@ pub const LOG_USER_ID: &str = "user_id";
 pub const LOG_USERNAME: &str = "username_lc";
 pub const LOG_APP: &str = "app";
 pub const LOG_STATUS: &str = "status";
+pub const LOG_APP_STATUS: &str = "app_status";
 pub const LOG_EVENT_ID: &str = "event_id";
 pub const LOG_DAY: &str = "day";
 
@@ -52,15 +55,17 @@ pub const BY_USER: &str = "by_user";
 pub const BY_USERNAME: &str = "by_username";
 pub const BY_APP: &str = "by_app";
 pub const BY_STATUS: &str = "by_status";
+pub const BY_APP_STATUS: &str = "by_app_status";
 pub const BY_EVENT: &str = "by_event";
 pub const BY_DAY: &str = "by_day";
 
 /// The log table's indexes: (index name, partition key attribute). Each sorts by `id`.
-pub const LOG_INDEXES: [(&str, &str); 6] = [
+pub const LOG_INDEXES: [(&str, &str); 7] = [
     (BY_USER, LOG_USER_ID),
     (BY_USERNAME, LOG_USERNAME),
     (BY_APP, LOG_APP),
     (BY_STATUS, LOG_STATUS),
+    (BY_APP_STATUS, LOG_APP_STATUS),
     (BY_EVENT, LOG_EVENT_ID),
     (BY_DAY, LOG_DAY),
 ];

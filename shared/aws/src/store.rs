@@ -18,9 +18,10 @@ use userprov_core::log::{LogCursor, LogEntry, LogPage, LogQuery};
 use userprov_core::ports::{Clock, LinkStore, LogStore, StoreError, SystemClock};
 
 use crate::schema::{
-    BY_APP, BY_DAY, BY_EVENT, BY_STATUS, BY_USER, BY_USERNAME, LINK_DOCUMENT, LINK_USERNAME,
-    LINK_VERSION, LINKS_PARTITION_KEY, LINKS_SORT_KEY, LOG_APP, LOG_DAY, LOG_DOCUMENT,
-    LOG_EVENT_ID, LOG_EXPIRES_AT, LOG_KEY, LOG_STATUS, LOG_USER_ID, LOG_USERNAME,
+    BY_APP, BY_APP_STATUS, BY_DAY, BY_EVENT, BY_STATUS, BY_USER, BY_USERNAME, LINK_DOCUMENT,
+    LINK_USERNAME, LINK_VERSION, LINKS_PARTITION_KEY, LINKS_SORT_KEY, LOG_APP, LOG_APP_STATUS,
+    LOG_DAY, LOG_DOCUMENT, LOG_EVENT_ID, LOG_EXPIRES_AT, LOG_KEY, LOG_STATUS, LOG_USER_ID,
+    LOG_USERNAME,
 };
 use crate::sdk_error::{describe, error_code};
 
@@ -384,6 +385,10 @@ impl DynamoLogStore {
             (LOG_USERNAME, username),
             (LOG_APP, entry.app.clone()),
             (LOG_STATUS, entry.status.as_str().to_owned()),
+            (
+                LOG_APP_STATUS,
+                app_status(&entry.app, entry.status.as_str()),
+            ),
             (LOG_EVENT_ID, entry.event_id.clone()),
             (LOG_DAY, day_of(entry.time)?),
         ] {
@@ -423,6 +428,13 @@ impl DynamoLogStore {
                 Err(_) => single(BY_USERNAME, LOG_USERNAME, user.to_ascii_lowercase()),
             });
         }
+        if let (Some(app), Some(status)) = (&query.app, query.status) {
+            return Ok(single(
+                BY_APP_STATUS,
+                LOG_APP_STATUS,
+                app_status(app, status.as_str()),
+            ));
+        }
         if let Some(app) = &query.app {
             return Ok(single(BY_APP, LOG_APP, app.clone()));
         }
@@ -450,6 +462,16 @@ impl DynamoLogStore {
             key_attribute: LOG_DAY,
             partitions,
         })
+    }
+}
+
+/// The `app_status` key: `APP#STATUS`, or nothing (the entry stays out of the index) without
+/// an app.
+fn app_status(app: &str, status: &str) -> String {
+    if app.is_empty() {
+        String::new()
+    } else {
+        format!("{app}#{status}")
     }
 }
 

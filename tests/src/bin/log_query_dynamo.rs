@@ -7,14 +7,18 @@
 //! times the first page of each query through `DynamoLogStore::query`, the code the log API
 //! runs. moto answers a query on a global secondary index by reading every item of the table
 //! in Python, so its times grow with the table: they measure moto, not DynamoDB, which reads
-//! only the key range (the printed "items on the page" is what a page costs there).
+//! only the key range. What a page costs on DynamoDB is the number of Query requests it takes
+//! (each reads at most 200 items of one index key range), printed per query.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
+use userprov_aws::aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use userprov_aws::aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use userprov_aws::{DynamoLogStore, schema};
 use userprov_core::log::LogEntry;
 use userprov_core::ports::{Clock, LogStore};
@@ -30,6 +34,26 @@ impl Clock for AfterTheLog {
     }
 }
 
+/// Counts the requests sent to DynamoDB.
+#[derive(Debug, Clone, Default)]
+struct RequestCounter(Arc<AtomicU64>);
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "request-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -37,7 +61,12 @@ async fn main() {
     let runs: usize = args.next().map_or(5, |a| a.parse().expect("runs"));
 
     let moto = Moto::start();
-    let client = userprov_aws::aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let requests = RequestCounter::default();
+    let client = userprov_aws::aws_sdk_dynamodb::Client::from_conf(
+        userprov_aws::aws_sdk_dynamodb::config::Builder::from(&moto.sdk_config().await)
+            .interceptor(requests.clone())
+            .build(),
+    );
     schema::create_tables(&client, "bench-links", "bench-log")
         .await
         .unwrap();
@@ -82,7 +111,9 @@ async fn main() {
     );
 
     for (name, query) in queries() {
+        let before = requests.0.load(Ordering::SeqCst);
         let first = store.query(&query).await.unwrap();
+        let calls = requests.0.load(Ordering::SeqCst) - before;
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs {
             let started = Instant::now();
@@ -91,7 +122,7 @@ async fn main() {
         }
         times.sort();
         println!(
-            "{name}: {} items on the first page; median {:.1} ms, slowest {:.1} ms ({runs} runs)",
+            "{name}: {} entries on the first page from {calls} Query request(s); median {:.1} ms, slowest {:.1} ms ({runs} runs)",
             first.entries.len(),
             times[runs / 2].as_secs_f64() * 1000.0,
             times[runs - 1].as_secs_f64() * 1000.0

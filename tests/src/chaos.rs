@@ -514,7 +514,9 @@ fn write_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn config(base_url: &str) -> String {
+/// The configuration of a chaos run: one app, `base_url` through the fault proxy, its token in
+/// the secret `secret`.
+pub fn config(base_url: &str, secret: &str) -> String {
     format!(
         r#"
 [source]
@@ -533,7 +535,7 @@ visibility_timeout_secs = 5
 [[apps]]
 name = "scim"
 base_url = "{base_url}"
-secret = "userprov/scim"
+secret = "{secret}"
 match_on = ["userName"]
 
 # The proxy fails 30% of requests at random, and a job makes several, so most windows show a
@@ -670,34 +672,185 @@ fn differences(account: &Value, expected: &Snapshot) -> Vec<String> {
     diffs
 }
 
+/// The event stream of a run: the users, the deliveries in their (disordered, duplicated) order,
+/// and the Outbound Messages carrying them.
+pub struct Scenario {
+    users: Vec<User>,
+    deliveries: Vec<Delivery>,
+    messages: Vec<String>,
+    /// Distinct notification ids, 18-character.
+    events: BTreeSet<String>,
+}
+
+impl Scenario {
+    /// The stream for `settings`, and the random source the rest of the run draws from.
+    pub fn generate(settings: &ChaosSettings) -> (Self, StdRng) {
+        let mut rng = StdRng::seed_from_u64(settings.seed);
+        let users = generate_users(settings, &mut rng);
+        let deliveries = plan_deliveries(&users, &mut rng);
+        let messages = batch_messages(&users, &deliveries, &mut rng);
+        let events = deliveries
+            .iter()
+            .map(|d| canonical(&d.notification_id))
+            .collect();
+        (
+            Self {
+                users,
+                deliveries,
+                messages,
+                events,
+            },
+            rng,
+        )
+    }
+
+    pub fn messages(&self) -> &[String] {
+        &self.messages
+    }
+}
+
+/// The target app: a scim2-server tenant behind the fault proxy, faulting at the run's rate.
+pub struct FaultyTarget {
+    pub scim: Scim2Server,
+    pub proxy: FaultProxy,
+    pub tenant: String,
+}
+
+impl FaultyTarget {
+    pub async fn start(settings: &ChaosSettings) -> Self {
+        let scim = Scim2Server::start();
+        let tenant = format!("chaos-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", scim.port())).await;
+        proxy.set_random_faults(Some(FaultMix {
+            rate: settings.fault_rate,
+            retry_after_secs: 1,
+            slow_by: Duration::from_millis(1300),
+        }));
+        Self {
+            scim,
+            proxy,
+            tenant,
+        }
+    }
+
+    /// The SCIM base URL userprov is configured with: through the proxy.
+    pub fn base_url(&self) -> String {
+        format!("{}/{}/v2", self.proxy.url(), self.tenant)
+    }
+}
+
+/// What the judge reads from the system under test once it is quiet.
+pub struct Observed {
+    /// Every log entry (the log API's JSON).
+    pub log: Vec<Value>,
+    /// The usernames of the jobs in the dead-letter queue (or what made a body unreadable).
+    pub dead_lettered: Vec<String>,
+    pub quiescent: bool,
+    pub kills: usize,
+    pub webhook_resends: u64,
+    pub drain: Duration,
+}
+
+/// The username of a dead-lettered job body, or why it cannot be read.
+pub fn dead_letter_username(message_id: &str, body: &str) -> String {
+    match Job::from_body(body) {
+        Ok(job) => job.user.username().unwrap_or("?").to_owned(),
+        Err(error) => format!("unreadable dead letter {message_id}: {error}"),
+    }
+}
+
+/// A deployed system under test: how to tell it is quiet and what it recorded.
+pub trait DeployedSystem {
+    /// Messages visible, in flight or delayed; `None` when it cannot be read now.
+    fn busy(&self) -> impl std::future::Future<Output = Option<u64>> + Send;
+    fn log_entries(&self) -> impl std::future::Future<Output = Vec<Value>> + Send;
+    fn dead_lettered(&self) -> impl std::future::Future<Output = Vec<String>> + Send;
+}
+
+/// The same scenario and judge as [`run`], against a deployment (no process to kill): the
+/// messages go to `webhook_url`, the target is `target` (which the deployment's configuration
+/// must point at, see [`FaultyTarget::base_url`]).
+pub async fn run_deployed<S: DeployedSystem>(
+    settings: ChaosSettings,
+    webhook_url: &str,
+    target: &FaultyTarget,
+    system: &S,
+) -> ChaosReport {
+    let started = Instant::now();
+    let (scenario, _rng) = Scenario::generate(&settings);
+    let http = reqwest::Client::new();
+    let give_up = Instant::now() + Duration::from_secs(1800);
+    let resends = send_all(
+        &http,
+        webhook_url,
+        scenario.messages(),
+        settings.senders,
+        give_up,
+    )
+    .await;
+    let all_sent = Instant::now();
+
+    let drain_deadline = Instant::now() + settings.drain_timeout;
+    let mut idle_looks = 0;
+    let quiescent = loop {
+        if Instant::now() > drain_deadline {
+            break false;
+        }
+        idle_looks = if system.busy().await == Some(0) {
+            idle_looks + 1
+        } else {
+            0
+        };
+        if idle_looks >= 3 {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let drain = all_sent.elapsed();
+    let observed = Observed {
+        log: system.log_entries().await,
+        dead_lettered: system.dead_lettered().await,
+        quiescent,
+        kills: 0,
+        webhook_resends: resends,
+        drain,
+    };
+    target.proxy.set_random_faults(None);
+    judge(settings, &scenario, target, observed, started).await
+}
+
+/// Sends every message with `senders` in parallel, each until acknowledged; returns the resends.
+async fn send_all(
+    http: &reqwest::Client,
+    url: &str,
+    messages: &[String],
+    senders: usize,
+    give_up: Instant,
+) -> u64 {
+    let next = AtomicUsize::new(0);
+    let resends = AtomicU64::new(0);
+    let sender = || async {
+        while let Some(body) = messages.get(next.fetch_add(1, Ordering::SeqCst)) {
+            let failed = deliver(http, url, body, give_up).await;
+            resends.fetch_add(failed, Ordering::SeqCst);
+        }
+    };
+    futures::future::join_all((0..senders.max(1)).map(|_| sender())).await;
+    resends.load(Ordering::SeqCst)
+}
+
 /// Runs the whole scenario and reports; the caller asserts.
 pub async fn run(settings: ChaosSettings) -> ChaosReport {
     let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(settings.seed);
-    let users = generate_users(&settings, &mut rng);
-    let deliveries = plan_deliveries(&users, &mut rng);
-    let messages = batch_messages(&users, &deliveries, &mut rng);
-    let events: BTreeSet<String> = deliveries
-        .iter()
-        .map(|d| canonical(&d.notification_id))
-        .collect();
-
-    let scim = Scim2Server::start();
-    let tenant = format!("chaos-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", scim.port())).await;
-    proxy.set_random_faults(Some(FaultMix {
-        rate: settings.fault_rate,
-        retry_after_secs: 1,
-        slow_by: Duration::from_millis(1300),
-    }));
+    let (scenario, mut rng) = Scenario::generate(&settings);
+    let messages = scenario.messages.clone();
+    let target = FaultyTarget::start(&settings).await;
+    let scim = &target.scim;
 
     let work = tempfile::tempdir().unwrap();
     let data_dir = work.path().join("data");
     let config_path = work.path().join("userprov.toml");
-    write_file(
-        &config_path,
-        &config(&format!("{}/{tenant}/v2", proxy.url())),
-    );
+    write_file(&config_path, &config(&target.base_url(), "userprov/scim"));
     write_file(&data_dir.join("secrets/userprov/scim"), &scim.token);
     let webhook_token = format!("chaos-token-{}", ulid::Ulid::new());
     write_file(
@@ -800,27 +953,53 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
 
     let log = all_log_entries(&http, &base).await;
     serve.lock().await.kill();
-    proxy.set_random_faults(None);
+    target.proxy.set_random_faults(None);
 
     // The dead-letter queue, read from the data directory the process left behind.
     let db = EmbeddedDb::open(&data_dir).unwrap();
     let queue = EmbeddedQueue::new(db, QueueSettings::default(), Arc::new(SystemClock));
-    let mut dead_lettered: Vec<String> = queue
+    let dead_lettered: Vec<String> = queue
         .dead_letters(usize::MAX)
         .await
         .unwrap()
         .into_iter()
-        .map(|letter| match Job::from_body(&letter.body) {
-            Ok(job) => job.user.username().unwrap_or("?").to_owned(),
-            Err(error) => format!("unreadable dead letter {}: {error}", letter.message_id),
-        })
+        .map(|letter| dead_letter_username(&letter.message_id, &letter.body))
         .collect();
-    dead_lettered.sort();
+    let observed = Observed {
+        log,
+        dead_lettered,
+        quiescent,
+        kills: kills_done.load(Ordering::SeqCst),
+        webhook_resends: resends.load(Ordering::SeqCst),
+        drain,
+    };
+    judge(settings, &scenario, &target, observed, started).await
+}
 
+/// Compares what the system recorded and what the target holds with the scenario.
+async fn judge(
+    settings: ChaosSettings,
+    scenario: &Scenario,
+    target: &FaultyTarget,
+    observed: Observed,
+    started: Instant,
+) -> ChaosReport {
+    let Scenario {
+        users,
+        deliveries,
+        messages,
+        events,
+    } = scenario;
+    let scim = &target.scim;
+    let tenant = &target.tenant;
+    let http = reqwest::Client::new();
+    let log = &observed.log;
+    let mut dead_lettered = observed.dead_lettered.clone();
+    dead_lettered.sort();
     // Terminal entries, by event.
     let mut terminal: BTreeSet<String> = BTreeSet::new();
     let mut retries = 0;
-    for entry in &log {
+    for entry in log {
         match entry["status"].as_str() {
             Some("retrying") => retries += 1,
             Some(_) => {
@@ -835,7 +1014,7 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
         events.difference(&terminal).cloned().collect();
 
     // The target against the newest snapshot of every user.
-    let accounts = all_scim_users(&http, &scim.tenant_url(&tenant), &scim.token).await;
+    let accounts = all_scim_users(&http, &scim.tenant_url(tenant), &scim.token).await;
     let mut by_username: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for account in &accounts {
         by_username
@@ -855,7 +1034,7 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
             differing.push(format!("{name}: an account for a user never sent"));
         }
     }
-    for user in &users {
+    for user in users {
         let newest = user
             .versions
             .last()
@@ -896,10 +1075,10 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
         events: events.len(),
         deliveries: deliveries.len(),
         messages: messages.len(),
-        webhook_resends: resends.load(Ordering::SeqCst),
-        kills: kills_done.load(Ordering::SeqCst),
-        faults: proxy.fault_counts(),
-        quiescent,
+        webhook_resends: observed.webhook_resends,
+        kills: observed.kills,
+        faults: target.proxy.fault_counts(),
+        quiescent: observed.quiescent,
         retries,
         log_entries: log.len(),
         differing,
@@ -908,7 +1087,7 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
         dead_lettered,
         designed_failures,
         elapsed: started.elapsed(),
-        drain,
+        drain: observed.drain,
         settings,
     }
 }

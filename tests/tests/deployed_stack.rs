@@ -1,6 +1,7 @@
 //! The SAM application as deployed: the real webhook, worker and log API binaries built by
 //! `sam build` and run by ministack, wired by the template's HTTP APIs, FIFO queues, event source
-//! mapping, tables and secrets, with scim2-server as the target app.
+//! mapping, tables and secrets, with scim2-server as the target app. A second stack in the same
+//! ministack runs the fault-injection driver (`userprov_tests::chaos`), shortened.
 //!
 //! Slow (a `sam build` of three functions; `SAM_BUILD_MODE=debug` builds without `--release`):
 //!
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use userprov_aws::aws_config::{self, BehaviorVersion, Region, SdkConfig};
 use userprov_aws::aws_sdk_sqs::config::Credentials;
+use userprov_aws::aws_sdk_sqs::types::QueueAttributeName;
 use userprov_aws::{REASON_ATTRIBUTE, SqsQueue};
+use userprov_tests::chaos::{self, ChaosSettings, DeployedSystem, FaultyTarget};
 use userprov_tests::peers::ministack::{Deployment, Ministack, REGION, sam_build};
 use userprov_tests::peers::scim2_server::Scim2Server;
 use userprov_tests::pipeline::{Notified, ORG_ID, config_for, outbound_message, scim_users};
@@ -75,6 +78,10 @@ async fn post_outbound(deployment: &Deployment, body: String) -> (u16, String) {
     (status, response.text().await.unwrap_or_default())
 }
 
+/// The AWS_IAM routes want an Authorization header; ministack does not verify the signature.
+const FAKE_SIGV4: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/execute-api/aws4_request, \
+     SignedHeaders=host, Signature=0";
+
 /// `GET /logs` on the deployed log API, oldest entry first. The routes are AWS_IAM: ministack
 /// wants an Authorization header but does not verify the signature.
 async fn log_entries(deployment: &Deployment, query: &str) -> Result<Vec<Value>, String> {
@@ -83,11 +90,7 @@ async fn log_entries(deployment: &Deployment, query: &str) -> Result<Vec<Value>,
             "{}/logs?limit=500&{query}",
             deployment.log_api_base_url
         ))
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/execute-api/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
+        .header("authorization", FAKE_SIGV4)
         .timeout(STEP)
         .send()
         .await
@@ -115,7 +118,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 #[tokio::test]
-async fn the_deployed_stack_provisions_from_an_outbound_message_and_dead_letters_a_bad_job() {
+async fn the_deployed_stack_provisions_dead_letters_a_bad_job_and_survives_injected_faults() {
     let scim = Scim2Server::start();
     let build_started = Instant::now();
     let build_dir = sam_build();
@@ -267,4 +270,158 @@ async fn the_deployed_stack_provisions_from_an_outbound_message_and_dead_letters
         "the bad job failed and was dead-lettered in {:?}",
         bad_started.elapsed()
     );
+
+    // 3. The fault-injection driver against a second stack.
+    let chaos_started = Instant::now();
+    chaos_on_the_deployed_stack(&aws, &build_dir).await;
+    eprintln!(
+        "the fault-injection run on the deployed stack took {:?}",
+        chaos_started.elapsed()
+    );
+}
+
+/// The chaos driver's view of a deployed stack: the SQS queues' counters, the log API's pages,
+/// the dead-letter queue's bodies.
+struct DeployedChaos {
+    deployment: Deployment,
+    sqs: userprov_aws::aws_sdk_sqs::Client,
+    queue: SqsQueue,
+}
+
+impl DeployedSystem for DeployedChaos {
+    async fn busy(&self) -> Option<u64> {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.deployment.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .ok()?;
+        let mut busy = 0;
+        for name in [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ] {
+            busy += attributes.attributes()?.get(&name)?.parse::<u64>().ok()?;
+        }
+        Some(busy)
+    }
+
+    async fn log_entries(&self) -> Vec<Value> {
+        let http = reqwest::Client::new();
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut request = http
+                .get(format!("{}/logs", self.deployment.log_api_base_url))
+                .header("authorization", FAKE_SIGV4)
+                .query(&[("limit", "500")])
+                .timeout(STEP);
+            if let Some(cursor) = &cursor {
+                request = request.query(&[("cursor", cursor)]);
+            }
+            let page: Value = request.send().await.unwrap().json().await.unwrap();
+            entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return entries,
+            }
+        }
+    }
+
+    async fn dead_lettered(&self) -> Vec<String> {
+        // Received messages stay hidden for the DLQ's visibility timeout, so each is read once.
+        let mut usernames = Vec::new();
+        loop {
+            let letters = self
+                .queue
+                .dead_letters(10, Duration::from_secs(1))
+                .await
+                .unwrap();
+            if letters.is_empty() {
+                return usernames;
+            }
+            usernames.extend(letters.iter().map(|letter| {
+                chaos::dead_letter_username(&letter.message.message_id, &letter.message.body)
+            }));
+        }
+    }
+}
+
+/// The fault-injection driver, shortened, against its own stack in the same ministack: the
+/// target behind the fault proxy, the worker retrying through SQS visibility and its DLQ.
+async fn chaos_on_the_deployed_stack(aws: &Ministack, build_dir: &std::path::Path) {
+    let settings = ChaosSettings {
+        users: 30,
+        failing_users: 2,
+        fault_rate: 0.2,
+        kills: 0,
+        workers: 0,
+        senders: 4,
+        seed: 11,
+        drain_timeout: Duration::from_secs(600),
+    };
+    let target = FaultyTarget::start(&settings).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = config_dir.path().join("userprov.toml");
+    std::fs::write(
+        &config_path,
+        chaos::config(&target.base_url(), "userprov/chaos-scim"),
+    )
+    .unwrap();
+    // Retries come from SQS: enough receives for a 20% fault rate, a short visibility.
+    let deployment = aws.deploy_stack(
+        build_dir,
+        &config_path,
+        "userprov-chaos",
+        "MaxReceiveCount=30 VisibilityTimeout=5",
+    );
+    let sdk = sdk_config(aws).await;
+    userprov_aws::aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name("userprov/chaos-scim")
+        .secret_string(format!(
+            r#"{{"type":"bearer","token":"{}"}}"#,
+            target.scim.token
+        ))
+        .send()
+        .await
+        .unwrap();
+    let sqs = userprov_aws::aws_sdk_sqs::Client::new(&sdk);
+    let system = DeployedChaos {
+        queue: SqsQueue::new(
+            sqs.clone(),
+            deployment.queue_url.clone(),
+            Some(deployment.dlq_url.clone()),
+        ),
+        sqs,
+        deployment,
+    };
+    let report = chaos::run_deployed(
+        settings,
+        &system.deployment.webhook_url.clone(),
+        &target,
+        &system,
+    )
+    .await;
+    eprintln!("{report}");
+    let context = || format!("{report}\n--- ministack log ---\n{}", tail(&aws.log(), 60));
+    assert!(report.quiescent, "the queue never emptied\n{}", context());
+    assert!(report.differing.is_empty(), "{}", context());
+    assert!(report.duplicate_accounts.is_empty(), "{}", context());
+    assert!(
+        report.events_without_terminal_entry.is_empty(),
+        "{}",
+        context()
+    );
+    assert!(
+        report.dead_letters_are_the_designed_failures(),
+        "{}",
+        context()
+    );
+    assert!(report.faults.total() > 0, "no fault was injected: {report}");
 }

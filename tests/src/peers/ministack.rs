@@ -86,9 +86,34 @@ impl Ministack {
         self.deploy_inner(build_dir, Some(config))
     }
 
+    /// [`deploy_with_config`](Self::deploy_with_config) as stack `stack`, with template
+    /// parameters (`"MaxReceiveCount=30 VisibilityTimeout=5"`). Several stacks can live in one
+    /// ministack: their resources are named after the stack.
+    pub fn deploy_stack(
+        &self,
+        build_dir: &Path,
+        config: &Path,
+        stack: &str,
+        parameters: &str,
+    ) -> Deployment {
+        self.deploy_named(build_dir, Some(config), Some((stack, parameters)))
+    }
+
     fn deploy_inner(&self, build_dir: &Path, config: Option<&Path>) -> Deployment {
-        let out =
-            std::env::temp_dir().join(format!("userprov-deployment-{}.json", self.process.port));
+        self.deploy_named(build_dir, config, None)
+    }
+
+    fn deploy_named(
+        &self,
+        build_dir: &Path,
+        config: Option<&Path>,
+        stack: Option<(&str, &str)>,
+    ) -> Deployment {
+        let out = std::env::temp_dir().join(format!(
+            "userprov-deployment-{}-{}.json",
+            self.process.port,
+            stack.map_or("userprov", |(name, _)| name)
+        ));
         let script = repo_root().join("infra/scripts/local-aws.sh");
         let mut command = Command::new("bash");
         command
@@ -106,6 +131,11 @@ impl Ministack {
             );
         if let Some(config) = config {
             command.env("USERPROV_LOCAL_CONFIG", config);
+        }
+        if let Some((name, parameters)) = stack {
+            command
+                .env("USERPROV_STACK", name)
+                .env("USERPROV_LOCAL_PARAMETERS", parameters);
         }
         let output = run_to_end(command, Duration::from_secs(600));
         assert!(

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod aws;
 pub mod demo;
+pub mod holds;
 pub mod import;
 pub mod query;
 pub mod reconcile;

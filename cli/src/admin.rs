@@ -1,5 +1,6 @@
-//! Operator commands over the embedded data directory: held jobs (`holds`) and provisioning
-//! one user on demand (`resync`). The dead-letter queue's `redrive` is in [`crate::redrive`].
+//! Operator commands over the embedded data directory: provisioning one user on demand
+//! (`resync`). Held jobs (`holds`) are in [`crate::holds`], the dead-letter queue's `redrive`
+//! in [`crate::redrive`].
 //!
 //! They open the data directory's database, which only one process may hold: stop
 //! `userprov serve` first (the error says so when it is running).
@@ -13,13 +14,10 @@ use userprov_core::connector::registry::build_connectors;
 use userprov_core::embedded::{
     EmbeddedDb, EmbeddedHoldStore, EmbeddedQueue, EmbeddedStore, LocalSecretStore, QueueSettings,
 };
-use userprov_core::guard::Hold;
 use userprov_core::ids::SalesforceId;
 use userprov_core::job::Job;
-use userprov_core::log::{LogEntry, LogQuery, LogStatus, Operation};
-use userprov_core::ports::{
-    Disposition, HoldStore, LinkStore, LogStore, ReceivedMessage, SystemClock,
-};
+use userprov_core::log::LogQuery;
+use userprov_core::ports::{Disposition, LinkStore, LogStore, ReceivedMessage, SystemClock};
 use userprov_core::source::{EventSource, SourceEvent};
 use userprov_core::worker::{RetryPolicy, Worker};
 
@@ -47,127 +45,6 @@ pub(crate) fn queue(db: EmbeddedDb, config: Option<&Config>) -> EmbeddedQueue {
         },
         Arc::new(SystemClock),
     )
-}
-
-fn hold_line(hold: &Hold) -> String {
-    format!(
-        "{}  {}  {}  {}  held {}",
-        hold.id,
-        hold.app,
-        hold.user_id,
-        hold.username.as_deref().unwrap_or("-"),
-        hold.held_at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    )
-}
-
-pub async fn holds_list(data_dir: &Path, app: Option<&str>) -> CommandResult {
-    let store = EmbeddedHoldStore::new(open_db(data_dir)?);
-    let holds = store.list_holds(app).await.map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    if holds.is_empty() {
-        out.push_str("no held jobs\n");
-    }
-    for hold in &holds {
-        let _ = writeln!(out, "{}\n    {}", hold_line(hold), hold.reason);
-    }
-    Ok(out)
-}
-
-/// Releases (the job goes back to its queue group and is re-planned against the account link
-/// as it is then) or discards (logged, never applied) the named holds, or every hold of `app`.
-pub async fn holds_settle(
-    data_dir: &Path,
-    ids: &[String],
-    all_of_app: Option<&str>,
-    release: bool,
-) -> CommandResult {
-    let db = open_db(data_dir)?;
-    let store = EmbeddedHoldStore::new(db.clone());
-    let log = EmbeddedStore::new(db.clone());
-    let queue = queue(db, None);
-    let ids: Vec<String> = match all_of_app {
-        Some(app) => store
-            .list_holds(Some(app))
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|h| h.id)
-            .collect(),
-        None => ids.to_vec(),
-    };
-    if ids.is_empty() {
-        return Err("no hold to settle: give hold ids, or --all --app APP".into());
-    }
-    let mut out = String::new();
-    let mut missing = Vec::new();
-    for id in &ids {
-        let Some(hold) = store
-            .take_hold(id, release)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            missing.push(id.clone());
-            continue;
-        };
-        let job = Job::from_body(&hold.job);
-        if release {
-            let group = match &job {
-                Ok(job) => job.group_id(),
-                Err(_) => userprov_core::job::group_id(&hold.app, &hold.user_id),
-            };
-            let message_id = queue
-                .requeue(&group, &hold.job)
-                .await
-                .map_err(|e| format!("hold {id} was released but its job was not queued: {e}"))?;
-            let _ = writeln!(
-                out,
-                "released {}: queued again as message {message_id}; it is re-planned against the account link when it runs",
-                hold_line(&hold)
-            );
-        } else {
-            if let Ok(job) = &job {
-                log.append(&discarded_entry(job, &hold))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let _ = writeln!(out, "discarded {}", hold_line(&hold));
-        }
-    }
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(format!("{out}no hold with id {}", missing.join(", ")))
-    }
-}
-
-fn discarded_entry(job: &Job, hold: &Hold) -> LogEntry {
-    LogEntry {
-        id: LogEntry::new_id(),
-        time: time::OffsetDateTime::now_utc(),
-        app: job.app.clone(),
-        user_id: job.user.id.to_string(),
-        username: job.user.username().map(str::to_owned),
-        event_id: job.event_id.clone(),
-        source: job.source,
-        correlation_id: job.correlation_id.clone(),
-        operation: Operation::Deactivate,
-        status: LogStatus::Skipped,
-        attempt: 1,
-        http_status: None,
-        target_id: None,
-        reason: Some(format!(
-            "hold {} discarded by an admin: the deactivation was not applied",
-            hold.id
-        )),
-        error: None,
-        request: None,
-        response: None,
-        groups: None,
-        changes: Vec::new(),
-        duration_ms: 0,
-    }
 }
 
 /// Provisions one user now: re-plans from the account link's last snapshot (or the supplied

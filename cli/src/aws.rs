@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use userprov_aws::aws_config::{self, BehaviorVersion, Region, SdkConfig};
-use userprov_aws::{DynamoLinkStore, DynamoLogStore, SqsQueue};
+use userprov_aws::{DynamoHoldStore, DynamoLinkStore, DynamoLogStore, SqsQueue};
 
 use crate::import::Failure;
 
@@ -17,6 +17,7 @@ pub const OUTPUT_QUEUE_URL: &str = "QueueUrl";
 pub const OUTPUT_DLQ_URL: &str = "DlqUrl";
 pub const OUTPUT_LINKS_TABLE: &str = "LinksTableName";
 pub const OUTPUT_LOG_TABLE: &str = "LogTableName";
+pub const OUTPUT_HOLDS_TABLE: &str = "HoldsTableName";
 /// The stack parameter giving how long log entries are kept.
 pub const PARAMETER_LOG_RETENTION_DAYS: &str = "LogRetentionDays";
 const DEFAULT_LOG_RETENTION_DAYS: u64 = 90;
@@ -64,6 +65,7 @@ pub struct AwsResources {
     pub dlq_url: Option<String>,
     pub links_table: Option<String>,
     pub log_table: Option<String>,
+    pub holds_table: Option<String>,
     pub log_retention: Duration,
     /// Where the names came from, for messages: `stack NAME` or `the command line`.
     pub origin: String,
@@ -92,6 +94,7 @@ impl AwsResources {
             dlq_url: None,
             links_table: None,
             log_table: None,
+            holds_table: None,
             log_retention: Duration::from_secs(DEFAULT_LOG_RETENTION_DAYS * 24 * 3600),
             origin: "the command line".to_owned(),
         };
@@ -146,6 +149,7 @@ impl AwsResources {
         self.dlq_url = output(OUTPUT_DLQ_URL);
         self.links_table = output(OUTPUT_LINKS_TABLE);
         self.log_table = output(OUTPUT_LOG_TABLE);
+        self.holds_table = output(OUTPUT_HOLDS_TABLE);
         if let Some(days) = description
             .parameters()
             .iter()
@@ -199,5 +203,24 @@ impl AwsResources {
             url,
             self.dlq_url.clone(),
         ))
+    }
+
+    pub fn hold_store(&self) -> Result<DynamoHoldStore, Failure> {
+        let table = self
+            .holds_table
+            .clone()
+            .ok_or_else(|| self.missing("the holds table", OUTPUT_HOLDS_TABLE, "--holds-table"))?;
+        Ok(DynamoHoldStore::new(
+            userprov_aws::aws_sdk_dynamodb::Client::new(&self.sdk),
+            table,
+        ))
+    }
+
+    /// The job queue with its dead-letter queue, both required.
+    pub fn queue_with_dlq(&self) -> Result<SqsQueue, Failure> {
+        if self.dlq_url.is_none() {
+            return Err(self.missing("the dead-letter queue", OUTPUT_DLQ_URL, "--dlq-url"));
+        }
+        self.queue()
     }
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod aws;
 pub mod dashboard;
 pub mod demo;
+pub mod holds;
 pub mod import;
 pub mod query;
 pub mod reconcile;

@@ -114,7 +114,7 @@ enum Command {
     Schema,
     /// List, release or discard the deactivations held by an app's deactivation guard.
     #[command(
-        after_help = "Examples:\n  userprov holds list\n  userprov holds release 01J9Z3...\n  userprov holds release --all --app slack\n  userprov holds discard 01J9Z3...\n\nStop `userprov serve` first: these commands open its data directory."
+        after_help = concat!("Examples:\n  userprov holds list\n  userprov holds release 01J9Z3...\n  userprov holds release --all --app slack\n  userprov holds discard 01J9Z3...\n  userprov holds list --stack userprov --profile prod --json\n\nLocally, stop `userprov serve` first: these commands open its data directory. On AWS\n(--stack, or --holds-table/--queue-url/--log-table) they use the stack's holds table, job\nqueue and log table.\n\n", exit_codes!())
     )]
     Holds {
         #[command(subcommand)]
@@ -122,7 +122,7 @@ enum Command {
     },
     /// Move jobs from the dead-letter queue back to the queue (listing them first).
     #[command(
-        after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n  userprov redrive --log-id 01J9Z3... --log-id 01J9Z4...\n  userprov redrive --dry-run --queue-url URL --dlq-url URL   (on AWS: the stack's QueueUrl and DlqUrl outputs)\n\nLocally, stop `userprov serve` first: this command opens its data directory. On AWS it uses the usual AWS credentials and region."
+        after_help = concat!("Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n  userprov redrive --log-id 01J9Z3... --log-id 01J9Z4...\n  userprov redrive --dry-run --stack userprov --profile prod --json\n  userprov redrive --dry-run --queue-url URL --dlq-url URL --region eu-west-1\n\nLocally, stop `userprov serve` first: this command opens its data directory. On AWS\n(--stack, or --queue-url and --dlq-url) the queues come from the stack's QueueUrl and DlqUrl\noutputs, and the log table for --log-id from LogTableName. --json prints one document:\n{\"dry_run\", \"messages\": [...], \"unreadable\": [...], \"moved\", \"errors\", \"truncated\"}.\n\n", exit_codes!())
     )]
     Redrive {
         /// Only this app (as named in the configuration).
@@ -137,17 +137,20 @@ enum Command {
         /// List what would move, move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// One JSON document (the listing and the result) instead of text.
+        #[arg(long)]
+        json: bool,
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
-        /// On AWS: the job queue (the stack's QueueUrl output). Selects SQS over the data directory.
-        #[arg(long, env = "USERPROV_QUEUE_URL", requires = "dlq_url")]
-        queue_url: Option<String>,
-        /// On AWS: the dead-letter queue (the stack's DlqUrl output).
-        #[arg(long, env = "USERPROV_DLQ_URL", requires = "queue_url")]
+        #[command(flatten)]
+        aws: userprov_cli::aws::AwsArgs,
+        /// The dead-letter queue, instead of the stack's DlqUrl output.
+        #[arg(
+            long,
+            env = "USERPROV_DLQ_URL",
+            help_heading = "On AWS (a deployed stack)"
+        )]
         dlq_url: Option<String>,
-        /// On AWS: the log table (the stack's LogTableName output), for --log-id.
-        #[arg(long, env = "USERPROV_LOG_TABLE")]
-        log_table: Option<String>,
     },
     /// Provision one user now: re-plan from the last snapshot (or a supplied one) and apply it.
     #[command(
@@ -336,14 +339,20 @@ fn salesforce_user_id(text: &str) -> Result<String, String> {
 #[derive(Debug, Subcommand)]
 enum HoldsAction {
     /// The held jobs, oldest first.
+    #[command(
+        after_help = concat!("Examples:\n  userprov holds list --app slack\n  userprov holds list --stack userprov --profile prod --json\n\n--json prints one JSON array of holds (id, app, user_id, username, job_id, event_id, job,\nreason, held_at).\n\n", exit_codes!())
+    )]
     List {
         /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
-        #[arg(long, default_value = ".userprov")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        from: HoldsFrom,
     },
     /// Send held jobs back to the queue; each is re-planned against the current account link.
+    #[command(
+        after_help = concat!("Examples:\n  userprov holds release 01J9Z3...\n  userprov holds release --all --app slack --stack userprov --profile prod\n\n--json prints {\"action\": \"release\", \"settled\": [holds], \"missing\": [ids]}.\n\n", exit_codes!())
+    )]
     Release {
         /// Hold ids.
         #[arg(required_unless_present = "all")]
@@ -354,10 +363,13 @@ enum HoldsAction {
         /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
-        #[arg(long, default_value = ".userprov")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        from: HoldsFrom,
     },
     /// Drop held jobs without applying them (logged as skipped).
+    #[command(
+        after_help = concat!("Examples:\n  userprov holds discard 01J9Z3...\n  userprov holds discard --all --app slack --stack userprov --json\n\n--json prints {\"action\": \"discard\", \"settled\": [holds], \"missing\": [ids]}.\n\n", exit_codes!())
+    )]
     Discard {
         #[arg(required_unless_present = "all")]
         ids: Vec<String>,
@@ -366,9 +378,35 @@ enum HoldsAction {
         /// Only this app (as named in the configuration).
         #[arg(long)]
         app: Option<String>,
-        #[arg(long, default_value = ".userprov")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        from: HoldsFrom,
     },
+}
+
+/// Where the holds commands work: the data directory, or a deployed stack.
+#[derive(Debug, clap::Args)]
+struct HoldsFrom {
+    #[arg(long, default_value = ".userprov")]
+    data_dir: PathBuf,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    aws: userprov_cli::aws::AwsArgs,
+    /// The holds table, instead of the stack's HoldsTableName output.
+    #[arg(long, help_heading = "On AWS (a deployed stack)")]
+    holds_table: Option<String>,
+}
+
+impl HoldsFrom {
+    fn into_options(self) -> userprov_cli::holds::HoldsOptions {
+        userprov_cli::holds::HoldsOptions {
+            data_dir: self.data_dir,
+            aws: self.aws,
+            holds_table: self.holds_table,
+            json: self.json,
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
@@ -452,60 +490,62 @@ async fn main() -> ExitCode {
         }
         Command::Holds { action } => {
             init_tracing(cli.log_format, "warn");
-            let result = match action {
-                HoldsAction::List { app, data_dir } => {
-                    admin::holds_list(&data_dir, app.as_deref()).await
+            use userprov_cli::holds;
+            match action {
+                HoldsAction::List { app, from } => {
+                    finish_with_code(holds::list(&from.into_options(), app.as_deref()).await)
                 }
                 HoldsAction::Release {
                     ids,
                     all,
                     app,
-                    data_dir,
+                    from,
                 } => {
                     let all_of = if all { app.as_deref() } else { None };
-                    admin::holds_settle(&data_dir, &ids, all_of, true).await
+                    finish_outcome(holds::settle(&from.into_options(), &ids, all_of, true).await)
                 }
                 HoldsAction::Discard {
                     ids,
                     all,
                     app,
-                    data_dir,
+                    from,
                 } => {
                     let all_of = if all { app.as_deref() } else { None };
-                    admin::holds_settle(&data_dir, &ids, all_of, false).await
+                    finish_outcome(holds::settle(&from.into_options(), &ids, all_of, false).await)
                 }
-            };
-            finish(result)
+            }
         }
         Command::Redrive {
             app,
             user,
             log_ids,
             dry_run,
+            json,
             data_dir,
-            queue_url,
+            mut aws,
             dlq_url,
-            log_table,
         } => {
             init_tracing(cli.log_format, "warn");
-            let filter = userprov_cli::redrive::RedriveFilter {
-                app,
-                user,
-                log_ids,
-                dry_run,
+            // Older scripts name the queue and log table by the worker's variables.
+            if aws.queue_url.is_none() {
+                aws.queue_url = std::env::var("USERPROV_QUEUE_URL").ok();
+            }
+            if aws.log_table.is_none() && (aws.queue_url.is_some() || dlq_url.is_some()) {
+                aws.log_table = std::env::var("USERPROV_LOG_TABLE").ok();
+            }
+            let options = userprov_cli::redrive::RedriveOptions {
+                filter: userprov_cli::redrive::RedriveFilter {
+                    app,
+                    user,
+                    log_ids,
+                    dry_run,
+                },
+                data_dir,
+                aws,
+                dlq_url,
+                json,
             };
-            let result = match (queue_url, dlq_url) {
-                (Some(queue_url), Some(dlq_url)) => {
-                    let target = userprov_cli::redrive::SqsTarget {
-                        queue_url,
-                        dlq_url,
-                        log_table,
-                    };
-                    userprov_cli::redrive::sqs(&target, &filter).await
-                }
-                _ => userprov_cli::redrive::embedded(&data_dir, &filter).await,
-            };
-            finish(result)
+            finish_outcome(userprov_cli::redrive::run(&options).await)
         }
         Command::Resync {
             app,
@@ -811,6 +851,18 @@ fn finish(result: admin::CommandResult) -> ExitCode {
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints what a command did, then its failure (if any) on stderr with the failure's exit code.
+fn finish_outcome(outcome: userprov_cli::holds::Outcome) -> ExitCode {
+    write_stdout(&outcome.stdout);
+    match outcome.failure {
+        None => ExitCode::SUCCESS,
+        Some(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The reliability parts of the AWS deployment against moto server: the deactivation guard's
-//! DynamoDB hold store, postponing a paused app's job on SQS without using up its receives,
+//! DynamoDB hold store (with its race for the guard item, decided in turn and run by twelve
+//! concurrent workers), postponing a paused app's job on SQS without using up its receives,
 //! and `userprov redrive` on SQS (the real binary, pointed at moto).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,7 +16,7 @@ use userprov_core::ids::SalesforceId;
 use userprov_core::job::Job;
 use userprov_core::log::{LogEntry, LogStatus, Operation};
 use userprov_core::ports::{
-    Disposition, HoldStore, JobQueue, LogStore, QueueConsumer, ReceivedMessage,
+    Disposition, HoldStore, JobQueue, LogStore, QueueConsumer, ReceivedMessage, StoreError,
 };
 use userprov_core::source::{EventSource, SourceEvent, SourceUser};
 use userprov_tests::aws_fixtures::{fifo_queue_pair, unique};
@@ -175,6 +176,137 @@ async fn on_dynamodb_a_released_hold_passes_the_guard_once_and_a_discarded_one_i
         ),
         "discarded, not released: held again if it ever comes back"
     );
+}
+
+#[tokio::test]
+async fn on_dynamodb_a_worker_that_lost_the_race_for_the_guard_decides_again_on_what_the_winner_wrote()
+ {
+    let store = hold_store().await;
+    let now = OffsetDateTime::now_utc();
+    let window = Duration::from_secs(60);
+
+    // Two workers read the same empty guard state; the limit is one deactivation.
+    let first = store.read_guard("slack").await.unwrap();
+    let second = store.read_guard("slack").await.unwrap();
+    assert_eq!(first.version(), second.version());
+    assert_eq!(
+        store
+            .try_admit(first, now, window, 1, &hold("slack", "a"))
+            .await
+            .unwrap(),
+        Some(Admission::Admitted)
+    );
+    assert_eq!(
+        store
+            .try_admit(second, now, window, 1, &hold("slack", "b"))
+            .await
+            .unwrap(),
+        None,
+        "decided on a state the other worker changed since: not written"
+    );
+    let b = hold("slack", "b");
+    assert_eq!(
+        store.admit_deactivation(now, window, 1, &b).await.unwrap(),
+        Admission::Held {
+            hold_id: b.id.clone()
+        },
+        "decided again on a fresh read: the limit is reached"
+    );
+
+    // Two workers holding jobs on the same state: the loser's hold is not stored.
+    let third = store.read_guard("slack").await.unwrap();
+    let fourth = store.read_guard("slack").await.unwrap();
+    let c = Hold {
+        held_at: b.held_at + Duration::from_secs(1),
+        ..hold("slack", "c")
+    };
+    assert_eq!(
+        store.try_admit(third, now, window, 1, &c).await.unwrap(),
+        Some(Admission::Held {
+            hold_id: c.id.clone()
+        })
+    );
+    assert_eq!(
+        store
+            .try_admit(fourth, now, window, 1, &hold("slack", "d"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.list_holds(None).await.unwrap(), vec![b, c]);
+    assert_eq!(store.read_guard("slack").await.unwrap().admitted(), 1);
+}
+
+#[tokio::test]
+async fn on_dynamodb_twelve_concurrent_deactivations_with_max_five_admit_exactly_five() {
+    // A moto server of its own that applies one request at a time, as DynamoDB applies each
+    // request atomically; the workers' requests still interleave.
+    let moto = Moto::start_one_request_at_a_time();
+    let sdk = moto.sdk_config().await;
+    let table = unique("holds");
+    schema::create_holds_table(&userprov_aws::aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let window = Duration::from_secs(3600);
+    let workers: Vec<_> = (0..12)
+        .map(|n| {
+            // Each worker its own client, as separate Lambda instances have.
+            let store = DynamoHoldStore::new(
+                userprov_aws::aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+            );
+            let held = hold("slack", &format!("job-{n}"));
+            tokio::spawn(async move {
+                loop {
+                    match store.admit_deactivation(now, window, 5, &held).await {
+                        Ok(admission) => return admission,
+                        // Lost every try: transient, the worker's job comes back.
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for worker in workers {
+        if worker.await.unwrap() == Admission::Admitted {
+            admitted += 1;
+        }
+    }
+    let store = DynamoHoldStore::new(userprov_aws::aws_sdk_dynamodb::Client::new(&sdk), table);
+    assert_eq!(admitted, 5, "moto log:\n{}", moto.log());
+    assert_eq!(store.list_holds(Some("slack")).await.unwrap().len(), 7);
+    assert_eq!(store.read_guard("slack").await.unwrap().admitted(), 5);
+}
+
+#[tokio::test]
+async fn on_dynamodb_a_job_released_in_two_steps_passes_while_its_hold_is_still_listed() {
+    let store = hold_store().await;
+    let now = OffsetDateTime::now_utc();
+    let window = Duration::from_secs(60);
+    let a = hold("slack", "a");
+    assert!(matches!(
+        store.admit_deactivation(now, window, 0, &a).await.unwrap(),
+        Admission::Held { .. }
+    ));
+    assert_eq!(store.release_hold(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.list_holds(None).await.unwrap(), vec![a.clone()]);
+    // The queued job runs before the admin's command removed the hold: it passes, once.
+    assert_eq!(
+        store
+            .admit_deactivation(now, window, 0, &hold("slack", "a"))
+            .await
+            .unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        store.take_hold(&a.id, false).await.unwrap(),
+        Some(a.clone())
+    );
+    assert!(store.list_holds(None).await.unwrap().is_empty());
+    assert_eq!(store.release_hold(&a.id).await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,8 +2,16 @@
 //!
 //! Per app, one *guard* item keeps what the guard must decide on atomically: the deactivations
 //! admitted within the window, the jobs an admin released, and which job each hold belongs to.
-//! It is written conditionally on its version (read, decide, write; again on a lost race).
-//! Each held job is an item of its own, written in the same transaction as the guard item.
+//! It is written conditionally on its version (read, decide, write; again on a lost race, after
+//! a short random pause so that workers racing for one app spread out). Each held job is an
+//! item of its own, written in the same transaction as the guard item; a guard item written
+//! alone is a plain conditional PutItem.
+//!
+//! The race is tested deterministically (two snapshots of one guard state, decided in turn with
+//! [`DynamoHoldStore::try_admit`]) and with concurrent workers against a moto server that
+//! answers one request at a time. A threaded moto server is no judge of it: its
+//! TransactWriteItems restores a copy of the whole table when a condition fails, undoing other
+//! requests' writes made meanwhile (`tests/peers/moto/transaction_race.py` shows it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -22,7 +30,9 @@ use crate::sdk_error::{describe, error_code};
 type Item = HashMap<String, AttributeValue>;
 
 /// How many times a decision is made again after losing a race on the guard item.
-const TRIES: usize = 8;
+const TRIES: u32 = 8;
+/// The longest random pause before deciding again (doubling from 10 ms).
+const MAX_PAUSE: Duration = Duration::from_millis(320);
 
 const GUARD_PREFIX: &str = "guard#";
 const HOLD_PREFIX: &str = "hold#";
@@ -39,6 +49,35 @@ struct GuardState {
     /// Job id → its hold id: a job redelivered while held is the same hold.
     #[serde(default)]
     held: BTreeMap<String, String>,
+}
+
+/// An app's guard state as read at one version: what [`DynamoHoldStore::try_admit`] decides on.
+#[derive(Debug, Clone)]
+pub struct GuardSnapshot {
+    app: String,
+    state: GuardState,
+    /// 0: no guard item yet.
+    version: i64,
+}
+
+impl GuardSnapshot {
+    /// The version read (0 when the app has no guard item yet).
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// How many deactivations are counted, whatever their age.
+    pub fn admitted(&self) -> usize {
+        self.state.admitted.len()
+    }
+}
+
+/// A random pause before try `attempt` (from 1): full jitter, doubling, capped.
+fn pause(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(10)
+        .saturating_mul(1 << attempt.min(16))
+        .min(MAX_PAUSE);
+    ceiling.mul_f64(rand::random::<f64>())
 }
 
 /// Held jobs and admitted deactivations in one DynamoDB table (partition key `pk`).
@@ -81,6 +120,16 @@ impl DynamoHoldStore {
         err: &SdkError<E, R>,
     ) -> StoreError {
         StoreError::Unavailable(format!("{action} on {}: {}", self.table, describe(err)))
+    }
+
+    /// The app's guard state as it is now (a strongly consistent read).
+    pub async fn read_guard(&self, app: &str) -> Result<GuardSnapshot, StoreError> {
+        let (state, version) = self.guard(app).await?;
+        Ok(GuardSnapshot {
+            app: app.to_owned(),
+            state,
+            version,
+        })
     }
 
     /// The app's guard state and its version (0: no item yet).
@@ -142,6 +191,34 @@ impl DynamoHoldStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// Writes the guard item alone, conditional on the version read; `Ok(false)` when the
+    /// condition failed (a race).
+    async fn write_guard(
+        &self,
+        app: &str,
+        state: &GuardState,
+        version: i64,
+    ) -> Result<bool, StoreError> {
+        let Some(put) = self.put_guard(app, state, version)?.put else {
+            return Err(StoreError::BadRequest("no guard item to write".to_owned()));
+        };
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if lost_race(&e) => Ok(false),
+            Err(e) => Err(self.error("PutItem", &e)),
+        }
+    }
+
     /// Writes these items in one transaction; `Ok(false)` when a condition failed (a race).
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
         match self
@@ -172,6 +249,65 @@ impl DynamoHoldStore {
             .transpose()
     }
 
+    /// One decision of [`HoldStore::admit_deactivation`] on a guard state read earlier, written
+    /// only if the guard item is still at the version read: `Ok(None)` when another worker
+    /// changed it since (decide again on a fresh read).
+    pub async fn try_admit(
+        &self,
+        snapshot: GuardSnapshot,
+        now: OffsetDateTime,
+        window: Duration,
+        max: u32,
+        hold: &Hold,
+    ) -> Result<Option<Admission>, StoreError> {
+        if snapshot.app != hold.app {
+            return Err(StoreError::BadRequest(format!(
+                "the guard state of app {} cannot decide for app {}",
+                snapshot.app, hold.app
+            )));
+        }
+        let now_ms = unix_ms(now);
+        let since_ms = now_ms.saturating_sub(duration_ms(window));
+        let app = hold.app.as_str();
+        let GuardSnapshot {
+            mut state, version, ..
+        } = snapshot;
+        state.admitted.retain(|_, at| *at >= since_ms);
+        let was_released = state.released.remove(&hold.job_id).is_some();
+        let already_admitted = state.admitted.contains_key(&hold.job_id);
+        if already_admitted && !was_released {
+            return Ok(Some(Admission::Admitted));
+        }
+        if was_released || state.admitted.len() < usize::try_from(max).unwrap_or(usize::MAX) {
+            state.admitted.entry(hold.job_id.clone()).or_insert(now_ms);
+            let written = self.write_guard(app, &state, version).await?;
+            return Ok(written.then_some(Admission::Admitted));
+        }
+        if let Some(hold_id) = state.held.get(&hold.job_id) {
+            return Ok(Some(Admission::Held {
+                hold_id: hold_id.clone(),
+            }));
+        }
+        state.held.insert(hold.job_id.clone(), hold.id.clone());
+        let document = serde_json::to_string(hold)
+            .map_err(|e| StoreError::Corrupt(format!("a hold cannot be encoded: {e}")))?;
+        let put_hold = Put::builder()
+            .table_name(&self.table)
+            .item(HOLDS_KEY, s(format!("{HOLD_PREFIX}{}", hold.id)))
+            .item(HOLDS_APP, s(app))
+            .item(HOLDS_DOCUMENT, s(document))
+            .build()
+            .map_err(|e| StoreError::BadRequest(e.to_string()))?;
+        let items = vec![
+            self.put_guard(app, &state, version)?,
+            TransactWriteItem::builder().put(put_hold).build(),
+        ];
+        let written = self.transact(items).await?;
+        Ok(written.then(|| Admission::Held {
+            hold_id: hold.id.clone(),
+        }))
+    }
+
     fn decode_hold(&self, item: &Item, id: &str) -> Result<Hold, StoreError> {
         document(item)
             .and_then(|d| serde_json::from_str(d).ok())
@@ -194,50 +330,13 @@ impl HoldStore for DynamoHoldStore {
         max: u32,
         hold: &Hold,
     ) -> Result<Admission, StoreError> {
-        let now_ms = unix_ms(now);
-        let since_ms = now_ms.saturating_sub(duration_ms(window));
-        let app = hold.app.as_str();
-        for _ in 0..TRIES {
-            let (mut state, version) = self.guard(app).await?;
-            state.admitted.retain(|_, at| *at >= since_ms);
-            let was_released = state.released.remove(&hold.job_id).is_some();
-            let already_admitted = state.admitted.contains_key(&hold.job_id);
-            if already_admitted && !was_released {
-                return Ok(Admission::Admitted);
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(pause(attempt)).await;
             }
-            if was_released || state.admitted.len() < usize::try_from(max).unwrap_or(usize::MAX) {
-                state.admitted.entry(hold.job_id.clone()).or_insert(now_ms);
-                if self
-                    .transact(vec![self.put_guard(app, &state, version)?])
-                    .await?
-                {
-                    return Ok(Admission::Admitted);
-                }
-                continue;
-            }
-            if let Some(hold_id) = state.held.get(&hold.job_id) {
-                return Ok(Admission::Held {
-                    hold_id: hold_id.clone(),
-                });
-            }
-            state.held.insert(hold.job_id.clone(), hold.id.clone());
-            let document = serde_json::to_string(hold)
-                .map_err(|e| StoreError::Corrupt(format!("a hold cannot be encoded: {e}")))?;
-            let put_hold = Put::builder()
-                .table_name(&self.table)
-                .item(HOLDS_KEY, s(format!("{HOLD_PREFIX}{}", hold.id)))
-                .item(HOLDS_APP, s(app))
-                .item(HOLDS_DOCUMENT, s(document))
-                .build()
-                .map_err(|e| StoreError::BadRequest(e.to_string()))?;
-            let items = vec![
-                self.put_guard(app, &state, version)?,
-                TransactWriteItem::builder().put(put_hold).build(),
-            ];
-            if self.transact(items).await? {
-                return Ok(Admission::Held {
-                    hold_id: hold.id.clone(),
-                });
+            let snapshot = self.read_guard(&hold.app).await?;
+            if let Some(admission) = self.try_admit(snapshot, now, window, max, hold).await? {
+                return Ok(admission);
             }
         }
         Err(StoreError::Conflict { expected: None })
@@ -284,7 +383,10 @@ impl HoldStore for DynamoHoldStore {
     }
 
     async fn take_hold(&self, id: &str, release: bool) -> Result<Option<Hold>, StoreError> {
-        for _ in 0..TRIES {
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(pause(attempt)).await;
+            }
             let Some(hold) = self.get_hold(id).await? else {
                 return Ok(None);
             };
@@ -307,6 +409,25 @@ impl HoldStore for DynamoHoldStore {
                 TransactWriteItem::builder().delete(delete_hold).build(),
             ];
             if self.transact(items).await? {
+                return Ok(Some(hold));
+            }
+        }
+        Err(StoreError::Conflict { expected: None })
+    }
+
+    async fn release_hold(&self, id: &str) -> Result<Option<Hold>, StoreError> {
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(pause(attempt)).await;
+            }
+            let Some(hold) = self.get_hold(id).await? else {
+                return Ok(None);
+            };
+            let (mut state, version) = self.guard(&hold.app).await?;
+            state
+                .released
+                .insert(hold.job_id.clone(), unix_ms(OffsetDateTime::now_utc()));
+            if self.write_guard(&hold.app, &state, version).await? {
                 return Ok(Some(hold));
             }
         }

@@ -18,7 +18,7 @@ mod secrets;
 mod sqs;
 mod store;
 
-pub use holds::DynamoHoldStore;
+pub use holds::{DynamoHoldStore, GuardSnapshot};
 pub use secrets::SecretsManagerStore;
 pub use sqs::{
     DeadLetter, Postponed, REASON_ATTRIBUTE, RECEIVE_COUNT_ATTRIBUTE, SOURCE_MESSAGE_ID_ATTRIBUTE,

@@ -261,4 +261,12 @@ pub trait HoldStore: Send + Sync {
         id: &str,
         release: bool,
     ) -> Result<Option<crate::guard::Hold>, StoreError>;
+
+    /// The first step of a release: the hold's job will pass the guard once when it runs
+    /// again, but the hold stays listed until `take_hold(id, false)`. Between the two, the job
+    /// is queued again: a worker that picks it up at once passes it, and a failed send leaves
+    /// the hold to release again. Stores that cannot split the steps release and remove at once.
+    async fn release_hold(&self, id: &str) -> Result<Option<crate::guard::Hold>, StoreError> {
+        self.take_hold(id, true).await
+    }
 }

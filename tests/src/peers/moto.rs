@@ -20,6 +20,13 @@ def watch():
         time.sleep(0.5)
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
+if os.environ.get("USERPROV_MOTO_ONE_REQUEST_AT_A_TIME") == "1":
+    import werkzeug.serving
+    threaded_run_simple = werkzeug.serving.run_simple
+    def run_simple(*args, **kwargs):
+        kwargs["threaded"] = False
+        return threaded_run_simple(*args, **kwargs)
+    werkzeug.serving.run_simple = run_simple
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 "#;
@@ -31,6 +38,18 @@ pub struct Moto {
 impl Moto {
     /// Starts a moto server on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a moto server that answers one request at a time, as DynamoDB applies each
+    /// request atomically. moto's threaded server does not: its TransactWriteItems restores a
+    /// copy of the table when a condition fails, undoing other requests' writes made meanwhile
+    /// (`tests/peers/moto/transaction_race.py`). Clients still race: their requests interleave.
+    pub fn start_one_request_at_a_time() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(one_request_at_a_time: bool) -> Self {
         let moto_server = venv_program(".venv", "moto_server");
         let python = venv_program(".venv", "python3");
         let port = free_port();
@@ -40,6 +59,9 @@ impl Moto {
             .arg(RUN_WHILE_PARENT_LIVES)
             .arg(moto_server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if one_request_at_a_time {
+            command.env("USERPROV_MOTO_ONE_REQUEST_AT_A_TIME", "1");
+        }
         let process = PeerProcess::start("moto", command, port, Duration::from_secs(60));
         Self { process }
     }

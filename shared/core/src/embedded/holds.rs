@@ -161,6 +161,30 @@ impl HoldStore for EmbeddedHoldStore {
             .await?;
         Ok(taken)
     }
+
+    async fn release_hold(&self, id: &str) -> Result<Option<Hold>, StoreError> {
+        let id = id.to_owned();
+        let hold = self
+            .db
+            .run(move |db| {
+                let txn = db.begin_write()?;
+                let hold = {
+                    let holds = txn.open_table(HOLDS)?;
+                    let mut released = txn.open_table(RELEASED)?;
+                    let Some(bytes) = holds.get(id.as_str())? else {
+                        return Ok(None);
+                    };
+                    let hold = decode_hold(bytes.value())?;
+                    drop(bytes);
+                    released.insert(hold.job_id.as_str(), unix_ms(OffsetDateTime::now_utc()))?;
+                    hold
+                };
+                txn.commit()?;
+                Ok(Some(hold))
+            })
+            .await?;
+        Ok(hold)
+    }
 }
 
 #[cfg(test)]
@@ -264,5 +288,36 @@ mod tests {
         assert!(store.take_hold(&other, false).await.unwrap().is_some());
         assert!(store.take_hold(&other, false).await.unwrap().is_none());
         assert!(store.list_holds(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_released_in_two_steps_passes_while_its_hold_is_still_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedHoldStore::new(EmbeddedDb::open(dir.path()).unwrap());
+        let now = OffsetDateTime::now_utc();
+        let window = Duration::from_secs(60);
+        let Admission::Held { hold_id } = store
+            .admit_deactivation(now, window, 0, &hold("a"))
+            .await
+            .unwrap()
+        else {
+            unreachable!("max 0 holds everything")
+        };
+        assert_eq!(
+            store.release_hold(&hold_id).await.unwrap().unwrap().job_id,
+            "a"
+        );
+        assert_eq!(store.list_holds(None).await.unwrap().len(), 1);
+        // The queued job runs before the hold is taken: it passes, once.
+        assert_eq!(
+            store
+                .admit_deactivation(now, window, 0, &hold("a"))
+                .await
+                .unwrap(),
+            Admission::Admitted
+        );
+        assert!(store.take_hold(&hold_id, false).await.unwrap().is_some());
+        assert!(store.list_holds(None).await.unwrap().is_empty());
+        assert!(store.release_hold(&hold_id).await.unwrap().is_none());
     }
 }

@@ -3,7 +3,14 @@
 //! 100-event JSON batch against `serde_json::from_slice::<Value>` (goal: at most 1.5×).
 //!
 //! `cargo bench -p userprov-core --bench ingest`. A plain timing loop, like `benches/expr.rs`;
-//! it prints the mean time per message and the ratios.
+//! it prints the mean time per message and the ratios, each ratio also on a `ratio <name> <x>`
+//! line for scripts.
+//!
+//! Options after `--`: `--iterations N` (default 2000 per round); `--only OPERATION --iterations
+//! N` runs one operation N times and prints nothing else, for an instruction count under
+//! callgrind (`infra/scripts/bench-parsers.sh`). Operations: `xml-parse` (owned output, what
+//! `parse_outbound_message` returns), `xml-read` (borrowed output), `xml-bare`, `json-parse`,
+//! `json-bare`.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -14,7 +21,7 @@ use quick_xml::reader::Reader;
 use serde_json::{Value, json};
 use userprov_core::ids::SalesforceId;
 use userprov_core::salesforce::events::{EventFormat, parse_events};
-use userprov_core::salesforce::outbound::parse_outbound_message;
+use userprov_core::salesforce::outbound::{parse_outbound_message, read_outbound_message};
 
 const MESSAGES: usize = 100;
 
@@ -119,7 +126,14 @@ fn time(iterations: u32, mut operation: impl FnMut()) -> Duration {
         .unwrap_or_default()
 }
 
-fn report(label: &str, ours: Duration, baseline_label: &str, baseline: Duration, goal: f64) {
+fn report(
+    name: &str,
+    label: &str,
+    ours: Duration,
+    baseline_label: &str,
+    baseline: Duration,
+    goal: f64,
+) {
     let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
     println!("{label:<52} {ours:>10.2?}");
     println!("{baseline_label:<52} {baseline:>10.2?}");
@@ -128,9 +142,54 @@ fn report(label: &str, ours: Duration, baseline_label: &str, baseline: Duration,
         "  ratio",
         if ratio <= goal { "" } else { ", MISSED" }
     );
+    println!("ratio {name} {ratio:.3}");
+}
+
+/// One of the measured operations, run `iterations` times and nothing else.
+fn run_only(operation: &str, iterations: u32) -> Result<(), Box<dyn Error>> {
+    let xml = outbound_message()?;
+    let batch = json_batch()?;
+    let format = EventFormat::default();
+    for _ in 0..iterations {
+        match operation {
+            "xml-parse" => {
+                let _ = black_box(parse_outbound_message(black_box(xml.as_bytes())));
+            }
+            "xml-read" => {
+                let _ = black_box(read_outbound_message(black_box(xml.as_bytes())));
+            }
+            "xml-bare" => {
+                black_box(bare_xml_scan(black_box(&xml)));
+            }
+            "json-parse" => {
+                let _ = black_box(parse_events(black_box(batch.as_bytes()), &format));
+            }
+            "json-bare" => {
+                let _ = black_box(serde_json::from_slice::<Value>(black_box(batch.as_bytes())));
+            }
+            other => return Err(format!("unknown operation {other:?}").into()),
+        }
+    }
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    let mut iterations = 2_000;
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--iterations" => {
+                iterations = args.next().ok_or("--iterations needs a number")?.parse()?;
+            }
+            "--only" => only = Some(args.next().ok_or("--only needs an operation")?),
+            _ => {} // `cargo bench` passes `--bench`.
+        }
+    }
+    if let Some(operation) = only {
+        return run_only(&operation, iterations);
+    }
+
     let xml = outbound_message()?;
     let message = parse_outbound_message(xml.as_bytes())?;
     assert_eq!(message.notifications.len(), MESSAGES);
@@ -139,15 +198,28 @@ fn main() -> Result<(), Box<dyn Error>> {
         MESSAGES,
         xml.len()
     );
-    let ours = time(2_000, || {
+    assert_eq!(read_outbound_message(xml.as_bytes())?.into_owned(), message);
+    let ours = time(iterations, || {
         let _ = black_box(parse_outbound_message(black_box(xml.as_bytes())));
     });
-    let bare = time(2_000, || {
+    let borrowed = time(iterations, || {
+        let _ = black_box(read_outbound_message(black_box(xml.as_bytes())));
+    });
+    let bare = time(iterations, || {
         black_box(bare_xml_scan(black_box(&xml)));
     });
     report(
-        "parse + normalise the Outbound Message",
+        "outbound_owned",
+        "parse + normalise, owned users (parse_outbound_message)",
         ours,
+        "bare quick-xml event scan of the same bytes",
+        bare,
+        2.0,
+    );
+    report(
+        "outbound_borrowed",
+        "parse + normalise, borrowed (read_outbound_message)",
+        borrowed,
         "bare quick-xml event scan of the same bytes",
         bare,
         2.0,
@@ -162,13 +234,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         MESSAGES,
         batch.len()
     );
-    let ours = time(2_000, || {
+    let ours = time(iterations, || {
         let _ = black_box(parse_events(black_box(batch.as_bytes()), &format));
     });
-    let bare = time(2_000, || {
+    let bare = time(iterations, || {
         let _ = black_box(serde_json::from_slice::<Value>(black_box(batch.as_bytes())));
     });
     report(
+        "json",
         "parse + normalise the JSON batch",
         ours,
         "serde_json::from_slice::<Value> of the same bytes",

@@ -11,7 +11,7 @@ use crate::ports::{Clock, JobQueue, QueueError};
 use crate::salesforce::events::{
     EVENT_RELAY_SOURCE_PREFIX, EventMessage, EventsError, parse_events,
 };
-use crate::salesforce::outbound::{NotificationError, OutboundError, parse_outbound_message};
+use crate::salesforce::outbound::{NotificationError, OutboundError, read_outbound_message};
 use crate::source::{EventSource, SourceEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,18 +95,20 @@ impl Ingest {
         body: &[u8],
         correlation_id: &str,
     ) -> Result<IngestReport, IngestError> {
-        let message = parse_outbound_message(body)?;
+        // Read borrowed, so each user is copied out of the body once, into its event.
+        let message = read_outbound_message(body)?;
         if !self.config.accepts_org(&message.organization_id) {
             return Err(IngestError::ForeignOrganization(message.organization_id));
         }
-        let mut events = Vec::with_capacity(message.notifications.len());
+        let notifications = message.notifications.len();
+        let mut events = Vec::with_capacity(notifications);
         let mut refused = Vec::new();
-        for notification in &message.notifications {
-            match &notification.object {
+        for notification in message.notifications {
+            match notification.object {
                 Ok(user) => events.push(SourceEvent {
-                    event_id: notification.id.clone(),
+                    event_id: notification.id.to_string(),
                     source: EventSource::OutboundMessage,
-                    user: user.clone(),
+                    user: user.into_owned(),
                     event_time: None,
                 }),
                 Err(reason) => {
@@ -117,8 +119,8 @@ impl Ingest {
                         "notification refused; the rest of the message is processed"
                     );
                     refused.push(Refused {
-                        notification_id: notification.id.clone(),
-                        reason: reason.clone(),
+                        notification_id: notification.id.to_string(),
+                        reason,
                     });
                 }
             }
@@ -126,7 +128,7 @@ impl Ingest {
         let jobs = self.enqueue(&events, correlation_id).await?;
         Ok(IngestReport {
             correlation_id: correlation_id.to_owned(),
-            notifications: message.notifications.len(),
+            notifications,
             jobs,
             refused,
         })

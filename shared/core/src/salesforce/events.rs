@@ -29,10 +29,13 @@
 //! string or epoch milliseconds; `user` holds User fields by their API names, `Id` required. No
 //! other keys are accepted.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
@@ -158,7 +161,7 @@ impl EventsConfig {
     /// Validates and compiles the configuration; problems come as (key, message) pairs.
     pub fn compile(&self) -> Result<EventFormat, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        let mut fields: HashMap<String, String> = HashMap::new();
+        let mut fields = FieldMap::default();
         if self.default_fields {
             for (from, to) in DEFAULT_FIELD_MAP {
                 fields.insert((*from).to_owned(), (*to).to_owned());
@@ -231,10 +234,36 @@ impl EventsConfig {
     }
 }
 
+/// Event field → User field. Looked up once per field of every event, so it hashes with FNV-1a
+/// rather than SipHash: its keys come from the configuration, so an attacker who picks the
+/// looked-up names can only miss, never fill a bucket.
+type FieldMap = HashMap<String, String, BuildHasherDefault<Fnv1a>>;
+
+/// The 64-bit FNV-1a hash.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// A validated `[source.events]`: how to read platform event fields as User fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFormat {
-    fields: HashMap<String, String>,
+    fields: FieldMap,
     operation_field: Option<String>,
     list_fields: Vec<String>,
     list_separator: String,
@@ -245,7 +274,7 @@ impl Default for EventFormat {
     fn default() -> Self {
         // The default configuration always compiles; this fallback only keeps the type total.
         EventsConfig::default().compile().unwrap_or_else(|_| Self {
-            fields: HashMap::new(),
+            fields: FieldMap::default(),
             operation_field: None,
             list_fields: Vec::new(),
             list_separator: ";".into(),
@@ -388,9 +417,14 @@ impl Classify for EventsError {
 pub fn parse_events(body: &[u8], format: &EventFormat) -> Result<EventMessage, EventsError> {
     let text = std::str::from_utf8(body).map_err(|_| EventsError::NotUtf8)?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    // The depth is checked on the parsed tree, which is cheaper than a pass over the bytes; only
-    // a body that does not parse gets the byte pass, so a too-deep body is refused as such.
-    let value: Value = match serde_json::from_str(text) {
+    // The depth is checked while the tree is built, which costs no pass of its own. A body that
+    // does not parse (or goes too deep) gets the byte pass, so a too-deep body is refused as
+    // such even when it is also broken.
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed = DepthBounded { depth: 1 }
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    let value = match parsed {
         Ok(value) => value,
         Err(error) => {
             check_depth(text.as_bytes())?;
@@ -398,9 +432,6 @@ pub fn parse_events(body: &[u8], format: &EventFormat) -> Result<EventMessage, E
             return Err(EventsError::Malformed(error.to_string()));
         }
     };
-    if nesting(&value, 1) > MAX_DEPTH {
-        return Err(EventsError::TooDeep);
-    }
     let mut reader = Reader {
         format,
         out: EventMessage {
@@ -465,18 +496,94 @@ fn check_depth(bytes: &[u8]) -> Result<(), EventsError> {
     Ok(())
 }
 
-/// How deep `value` nests, counting each array and object as one level below `depth`; stops
-/// counting once past [`MAX_DEPTH`].
-fn nesting(value: &Value, depth: usize) -> usize {
-    if depth > MAX_DEPTH {
-        return depth;
+/// Builds a [`Value`] as `Value`'s own `Deserialize` does, but refuses an array or object at a
+/// depth past [`MAX_DEPTH`] (the top level is depth 1) as soon as it opens.
+struct DepthBounded {
+    depth: usize,
+}
+
+impl DepthBounded {
+    fn enter<E: de::Error>(&self) -> Result<Self, E> {
+        if self.depth > MAX_DEPTH {
+            return Err(E::custom(format_args!(
+                "the JSON nests deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(Self {
+            depth: self.depth + 1,
+        })
     }
-    let children = match value {
-        Value::Array(items) => items.iter().map(|item| nesting(item, depth + 1)).max(),
-        Value::Object(map) => map.values().map(|item| nesting(item, depth + 1)).max(),
-        _ => return depth - 1,
-    };
-    children.unwrap_or(depth).max(depth)
+}
+
+impl<'de> DeserializeSeed<'de> for DepthBounded {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DepthBounded {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let child = self.enter()?;
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_EVENTS));
+        while let Some(item) = seq.next_element_seed(DepthBounded { depth: child.depth })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let child = self.enter()?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(DepthBounded { depth: child.depth })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 struct Reader<'f> {
@@ -1079,17 +1186,23 @@ impl<'a> UserBuilder<'a> {
             });
         }
         let value = self.normalise(&name, value)?;
-        match self.fields.get(&name) {
+        match self.fields.entry(name) {
+            Entry::Vacant(free) => {
+                free.insert(value);
+                Ok(())
+            }
             // Two event fields mapped to one User field: fine while they agree.
-            Some(existing) if !existing.is_null() && !value.is_null() && *existing != value => {
+            Entry::Occupied(taken)
+                if !taken.get().is_null() && !value.is_null() && *taken.get() != value =>
+            {
                 Err(EventsError::DuplicateField {
                     at: self.at.to_owned(),
-                    field: name,
+                    field: taken.key().clone(),
                 })
             }
-            Some(existing) if !existing.is_null() => Ok(()),
-            _ => {
-                self.fields.insert(name, value);
+            Entry::Occupied(taken) if !taken.get().is_null() => Ok(()),
+            Entry::Occupied(mut taken) => {
+                taken.insert(value);
                 Ok(())
             }
         }

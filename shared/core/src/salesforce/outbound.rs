@@ -8,8 +8,8 @@
 //!
 //! `SessionId` is a credential: its content is never decoded, stored or quoted in an error.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::collections::btree_map::Entry;
 
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::{BytesDecl, BytesRef, BytesStart, Event};
@@ -21,7 +21,7 @@ use super::soap::is_xml_char;
 use super::{ENTERPRISE_SOBJECT_NS, OUTBOUND_NS, SOAP_ENVELOPE_NS, XSI_NS};
 use crate::error::{Classify, ErrorClass};
 use crate::ids::{IdError, SalesforceId};
-use crate::source::{Fields, SourceUser};
+use crate::source::{Completeness, Fields, SourceUser};
 
 /// The most notifications Salesforce puts in one message.
 pub const MAX_NOTIFICATIONS: usize = 100;
@@ -65,6 +65,74 @@ pub struct Notification {
     /// The user, or why this notification carries none. One refused notification does not
     /// refuse its neighbours.
     pub object: Result<SourceUser, NotificationError>,
+}
+
+/// An Outbound Message as read, before it is copied out of the request body: the same checks
+/// and the same content as [`OutboundMessage`], with names and values borrowed from the body
+/// where no unescaping was needed. [`OutboundMessageRef::into_owned`] gives the owned message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundMessageRef<'a> {
+    pub organization_id: SalesforceId,
+    pub action_id: Option<SalesforceId>,
+    pub notifications: Vec<NotificationRef<'a>>,
+}
+
+/// One notification of an [`OutboundMessageRef`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRef<'a> {
+    pub id: SalesforceId,
+    pub object: Result<UserRef<'a>, NotificationError>,
+}
+
+/// One User snapshot of an [`OutboundMessageRef`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRef<'a> {
+    pub id: SalesforceId,
+    /// Field name and text in document order, names distinct, `Id` not among them; `None` is
+    /// `xsi:nil`.
+    pub fields: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+}
+
+impl OutboundMessageRef<'_> {
+    pub fn into_owned(self) -> OutboundMessage {
+        OutboundMessage {
+            organization_id: self.organization_id,
+            action_id: self.action_id,
+            notifications: self
+                .notifications
+                .into_iter()
+                .map(NotificationRef::into_owned)
+                .collect(),
+        }
+    }
+}
+
+impl NotificationRef<'_> {
+    pub fn into_owned(self) -> Notification {
+        Notification {
+            id: self.id.to_string(),
+            object: self.object.map(UserRef::into_owned),
+        }
+    }
+}
+
+impl UserRef<'_> {
+    /// The normalised user: every value a string, `xsi:nil` as null.
+    pub fn into_owned(self) -> SourceUser {
+        let fields: Fields = self
+            .fields
+            .into_iter()
+            .map(|(name, text)| {
+                let value = text.map_or(Value::Null, |text| Value::String(text.into_owned()));
+                (name.into_owned(), value)
+            })
+            .collect();
+        SourceUser {
+            id: self.id,
+            fields,
+            completeness: Completeness::Full,
+        }
+    }
 }
 
 /// Why one notification of an otherwise good message carries no usable user.
@@ -163,6 +231,12 @@ impl Classify for OutboundError {
 /// notification id) refuse the message; a notification whose sObject is not a usable User is
 /// kept with its [`NotificationError`] so the caller can log it and still acknowledge the rest.
 pub fn parse_outbound_message(body: &[u8]) -> Result<OutboundMessage, OutboundError> {
+    read_outbound_message(body).map(OutboundMessageRef::into_owned)
+}
+
+/// Reads the body of an Outbound Message like [`parse_outbound_message`], with every check, but
+/// lends names and values from `body` instead of copying them.
+pub fn read_outbound_message(body: &[u8]) -> Result<OutboundMessageRef<'_>, OutboundError> {
     let text = std::str::from_utf8(body).map_err(|_| OutboundError::NotUtf8)?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     if let Some(c) = first_non_xml_char(text) {
@@ -175,7 +249,7 @@ pub fn parse_outbound_message(body: &[u8]) -> Result<OutboundMessage, OutboundEr
     let mut reader = NsReader::from_str(text);
     // Whitespace is data: a textarea value keeps its spaces and newlines as sent.
     reader.config_mut().trim_text(false);
-    let mut parser = Parser::default();
+    let mut parser = Parser::new(text);
     loop {
         let (namespace, event) = match reader.read_resolved_event() {
             Ok((resolved, event)) => (Ns::of(&resolved), event),
@@ -191,7 +265,7 @@ pub fn parse_outbound_message(body: &[u8]) -> Result<OutboundMessage, OutboundEr
             Event::Text(text) => {
                 if parser.wants_text() {
                     let content = text.xml10_content().map_err(|e| parser.detail_error(&e))?;
-                    parser.text(&content)?;
+                    parser.text(content)?;
                 } else {
                     parser.check_stray_text(&text)?;
                 }
@@ -199,14 +273,14 @@ pub fn parse_outbound_message(body: &[u8]) -> Result<OutboundMessage, OutboundEr
             Event::CData(data) => {
                 if parser.wants_text() {
                     let content = data.xml10_content().map_err(|e| parser.detail_error(&e))?;
-                    parser.text(&content)?;
+                    parser.text(content)?;
                 } else {
                     parser.check_stray_text(&data)?;
                 }
             }
             Event::GeneralRef(reference) => {
                 let resolved = parser.resolve_reference(&reference)?;
-                parser.text(&resolved)?;
+                parser.text(resolved)?;
             }
             Event::DocType(_) => return Err(OutboundError::Doctype),
             Event::Decl(declaration) => check_declared_encoding(&declaration)?,
@@ -250,70 +324,97 @@ impl Ns {
 }
 
 /// What an open element is, and what it has gathered so far.
-enum Frame {
+enum Frame<'a> {
     Envelope,
     Body,
     Notifications,
-    Notification(NotificationDraft),
-    UserSObject(UserDraft),
-    Value(ValueDraft),
+    Notification(NotificationDraft<'a>),
+    UserSObject(UserDraft<'a>),
+    Value(ValueDraft<'a>),
     /// An element whose content does not matter, and everything inside it.
     Ignored,
     /// `SessionId` and everything inside it: a credential, never read.
     Secret,
 }
 
-struct OpenElement {
-    frame: Frame,
+struct OpenElement<'a> {
+    frame: Frame<'a>,
     namespace_declarations: usize,
 }
 
 #[derive(Default)]
-struct NotificationDraft {
+struct NotificationDraft<'a> {
     id_seen: bool,
     id: Option<SalesforceId>,
-    object: Option<Result<SourceUser, NotificationError>>,
+    object: Option<Result<UserRef<'a>, NotificationError>>,
 }
+
+/// Past this many fields, duplicate names are found with a hash set instead of a scan.
+const FIELDS_SCANNED: usize = 16;
 
 #[derive(Default)]
-struct UserDraft {
+struct UserDraft<'a> {
     /// `None`: no `sf:Id` yet; `Some(None)`: a nil `sf:Id`.
-    id: Option<Option<String>>,
-    fields: Fields,
+    id: Option<Option<Cow<'a, str>>>,
+    fields: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    /// The field names, once there are more than [`FIELDS_SCANNED`], so that a hostile sObject
+    /// with many fields costs linear time, not quadratic.
+    names: Option<HashSet<Cow<'a, str>>>,
 }
 
-impl UserDraft {
-    fn into_object(self) -> Result<SourceUser, NotificationError> {
+impl<'a> UserDraft<'a> {
+    /// Adds a field, refusing a name already given.
+    fn add(&mut self, name: Cow<'a, str>, text: Option<Cow<'a, str>>) -> Result<(), OutboundError> {
+        let taken = match &mut self.names {
+            Some(names) => !names.insert(name.clone()),
+            None => self.fields.iter().any(|(seen, _)| *seen == name),
+        };
+        if taken {
+            return Err(OutboundError::DuplicateField {
+                field: name.into_owned(),
+            });
+        }
+        if self.names.is_none() && self.fields.len() >= FIELDS_SCANNED {
+            let mut names: HashSet<Cow<'a, str>> =
+                self.fields.iter().map(|(seen, _)| seen.clone()).collect();
+            names.insert(name.clone());
+            self.names = Some(names);
+        }
+        self.fields.push((name, text));
+        Ok(())
+    }
+
+    fn into_object(self) -> Result<UserRef<'a>, NotificationError> {
         let raw = self.id.flatten().ok_or(NotificationError::MissingUserId)?;
         let id = SalesforceId::parse(&raw).map_err(NotificationError::BadUserId)?;
         if id.key_prefix() != USER_KEY_PREFIX {
             return Err(NotificationError::NotAUserId(id.to_string()));
         }
-        Ok(SourceUser {
+        Ok(UserRef {
             id,
             fields: self.fields,
-            completeness: crate::source::Completeness::Full,
         })
     }
 }
 
 /// An element whose text is a value the parser keeps.
-struct ValueDraft {
-    target: Target,
-    text: String,
+struct ValueDraft<'a> {
+    target: Target<'a>,
+    /// Borrowed from the body while the value is one piece of text without references.
+    text: Cow<'a, str>,
     nil: bool,
     has_children: bool,
 }
 
-enum Target {
+enum Target<'a> {
     OrganizationId,
     ActionId,
     NotificationId,
     /// A field of the User: its local name, or `Parent.Child` for a nested element.
-    Field(String),
+    Field(Cow<'a, str>),
 }
 
-impl Target {
+impl Target<'_> {
     fn name(&self) -> &str {
         match self {
             Self::OrganizationId => "OrganizationId",
@@ -324,9 +425,10 @@ impl Target {
     }
 }
 
-#[derive(Default)]
-struct Parser {
-    open: Vec<OpenElement>,
+struct Parser<'a> {
+    /// The whole body: names and text of the reader's events are slices of it.
+    input: &'a str,
+    open: Vec<OpenElement<'a>>,
     namespaces_in_scope: usize,
     root_seen: bool,
     body_seen: bool,
@@ -336,16 +438,34 @@ struct Parser {
     action_id_seen: bool,
     action_id: Option<SalesforceId>,
     notification_count: usize,
-    notification_ids: HashSet<SalesforceId>,
-    notifications: Vec<Notification>,
+    notification_ids: HashSet<[u8; 18]>,
+    notifications: Vec<NotificationRef<'a>>,
 }
 
-impl Parser {
-    fn top(&self) -> Option<&Frame> {
+impl<'a> Parser<'a> {
+    fn new(input: &'a str) -> Self {
+        Self {
+            input,
+            open: Vec::with_capacity(MAX_DEPTH),
+            namespaces_in_scope: 0,
+            root_seen: false,
+            body_seen: false,
+            notifications_seen: false,
+            organization_id_seen: false,
+            organization_id: None,
+            action_id_seen: false,
+            action_id: None,
+            notification_count: 0,
+            notification_ids: HashSet::new(),
+            notifications: Vec::new(),
+        }
+    }
+
+    fn top(&self) -> Option<&Frame<'a>> {
         self.open.last().map(|element| &element.frame)
     }
 
-    fn top_mut(&mut self) -> Option<&mut Frame> {
+    fn top_mut(&mut self) -> Option<&mut Frame<'a>> {
         self.open.last_mut().map(|element| &mut element.frame)
     }
 
@@ -395,8 +515,7 @@ impl Parser {
             )));
         }
         let namespace_declarations = attributes.namespace_declarations;
-        let local_name = start.local_name();
-        let local = std::str::from_utf8(local_name.as_ref()).map_err(|_| OutboundError::NotUtf8)?;
+        let local = self.local_name(start)?;
         let frame = self.frame_for(reader, namespace, local, attributes)?;
         self.open.push(OpenElement {
             frame,
@@ -405,19 +524,30 @@ impl Parser {
         Ok(())
     }
 
+    /// The element's local name, lent from the body.
+    fn local_name(&self, start: &BytesStart<'_>) -> Result<Cow<'a, str>, OutboundError> {
+        let local_name = start.local_name();
+        match within(self.input, local_name.as_ref()) {
+            Some(local) => Ok(Cow::Borrowed(local)),
+            None => std::str::from_utf8(local_name.as_ref())
+                .map(|local| Cow::Owned(local.to_owned()))
+                .map_err(|_| OutboundError::NotUtf8),
+        }
+    }
+
     /// Decides what a newly opened element is, from its parent, namespace and local name.
     fn frame_for(
         &mut self,
         reader: &NsReader<&[u8]>,
         namespace: Ns,
-        local: &str,
+        local: Cow<'a, str>,
         attributes: ElementAttributes,
-    ) -> Result<Frame, OutboundError> {
+    ) -> Result<Frame<'a>, OutboundError> {
         let nil = attributes.nil;
         let value = |target| {
             Frame::Value(ValueDraft {
                 target,
-                text: String::new(),
+                text: Cow::Borrowed(""),
                 nil,
                 has_children: false,
             })
@@ -427,12 +557,12 @@ impl Parser {
                 return Err(malformed("more than one document element"));
             }
             self.root_seen = true;
-            return match (namespace, local) {
+            return match (namespace, local.as_ref()) {
                 (Ns::SoapEnvelope, "Envelope") => Ok(Frame::Envelope),
                 _ => Err(OutboundError::NotSoapEnvelope),
             };
         };
-        let frame = match (parent, namespace, local) {
+        let frame = match (parent, namespace, local.as_ref()) {
             (Frame::Envelope, Ns::SoapEnvelope, "Body") => {
                 if std::mem::replace(&mut self.body_seen, true) {
                     return Err(malformed("more than one SOAP Body"));
@@ -489,13 +619,16 @@ impl Parser {
                 } else {
                     // Marks the sObject as seen; replaced by the user when it closes.
                     draft.object = Some(Err(NotificationError::MissingUserId));
-                    Frame::UserSObject(UserDraft::default())
+                    Frame::UserSObject(UserDraft {
+                        fields: Vec::with_capacity(FIELDS_SCANNED),
+                        ..UserDraft::default()
+                    })
                 }
             }
             (Frame::UserSObject(_), Ns::Enterprise, _) => value(Target::Field(field_name(local)?)),
             (Frame::Value(parent), Ns::Enterprise, _) => match &parent.target {
                 Target::Field(parent_key) => {
-                    let key = field_name(&format!("{parent_key}.{local}"))?;
+                    let key = field_name(Cow::Owned(format!("{parent_key}.{local}")))?;
                     parent.has_children = true;
                     value(Target::Field(key))
                 }
@@ -573,7 +706,7 @@ impl Parser {
         }
     }
 
-    fn finish_value(&mut self, value: ValueDraft) -> Result<(), OutboundError> {
+    fn finish_value(&mut self, value: ValueDraft<'a>) -> Result<(), OutboundError> {
         let ValueDraft {
             target,
             text,
@@ -619,12 +752,12 @@ impl Parser {
             }
             Target::Field(key) => {
                 let value = if nil {
-                    Value::Null
+                    None
                 } else if has_children && is_blank(&text) {
                     // A container: its children are the values, the whitespace between them is layout.
                     return Ok(());
                 } else {
-                    Value::String(text)
+                    Some(text)
                 };
                 let Some(user) = self
                     .open
@@ -639,40 +772,32 @@ impl Parser {
                 };
                 if key == "Id" {
                     if user.id.is_some() {
-                        return Err(OutboundError::DuplicateField { field: key });
+                        return Err(OutboundError::DuplicateField {
+                            field: key.into_owned(),
+                        });
                     }
-                    user.id = Some(match value {
-                        Value::String(id) => Some(id),
-                        _ => None,
-                    });
+                    user.id = Some(value);
                 } else {
-                    match user.fields.entry(key) {
-                        Entry::Occupied(taken) => {
-                            return Err(OutboundError::DuplicateField {
-                                field: taken.key().clone(),
-                            });
-                        }
-                        Entry::Vacant(free) => {
-                            free.insert(value);
-                        }
-                    }
+                    user.add(key, value)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn finish_notification(&mut self, draft: NotificationDraft) -> Result<(), OutboundError> {
+    fn finish_notification(&mut self, draft: NotificationDraft<'a>) -> Result<(), OutboundError> {
         let Some(id) = draft.id else {
             return Err(OutboundError::BadNotificationId(
                 "a Notification has no Id".into(),
             ));
         };
-        if !self.notification_ids.insert(id.clone()) {
+        let mut key = [0u8; 18];
+        key.copy_from_slice(id.as_str().as_bytes());
+        if !self.notification_ids.insert(key) {
             return Err(OutboundError::DuplicateNotificationId(id.to_string()));
         }
-        self.notifications.push(Notification {
-            id: id.to_string(),
+        self.notifications.push(NotificationRef {
+            id,
             object: draft
                 .object
                 .unwrap_or(Err(NotificationError::MissingUserId)),
@@ -680,7 +805,7 @@ impl Parser {
         Ok(())
     }
 
-    fn text(&mut self, text: &str) -> Result<(), OutboundError> {
+    fn text(&mut self, text: Cow<'a, str>) -> Result<(), OutboundError> {
         match self.top_mut() {
             Some(Frame::Value(value)) => {
                 if value.text.len() + text.len() > MAX_FIELD_BYTES {
@@ -688,10 +813,14 @@ impl Parser {
                         field: value.target.name().to_string(),
                     });
                 }
-                value.text.push_str(text);
+                if value.text.is_empty() {
+                    value.text = text;
+                } else {
+                    value.text.to_mut().push_str(&text);
+                }
                 Ok(())
             }
-            None if !is_blank(text) => Err(self.stray_text_error()),
+            None if !is_blank(&text) => Err(self.stray_text_error()),
             _ => Ok(()),
         }
     }
@@ -720,10 +849,13 @@ impl Parser {
 
     /// The text of `&name;` or `&#n;`. Only XML's five predefined entities exist: with no DOCTYPE,
     /// nothing else can be declared.
-    fn resolve_reference(&self, reference: &BytesRef<'_>) -> Result<String, OutboundError> {
+    fn resolve_reference(
+        &self,
+        reference: &BytesRef<'_>,
+    ) -> Result<Cow<'static, str>, OutboundError> {
         if reference.is_char_ref() {
             return match reference.resolve_char_ref() {
-                Ok(Some(c)) if is_xml_char(c) => Ok(c.to_string()),
+                Ok(Some(c)) if is_xml_char(c) => Ok(Cow::Owned(c.to_string())),
                 Ok(_) | Err(_) => {
                     Err(self
                         .detail_error(&"a character reference to a character XML does not allow"))
@@ -732,12 +864,12 @@ impl Parser {
         }
         let name = reference.decode().map_err(|e| self.detail_error(&e))?;
         match resolve_xml_entity(&name) {
-            Some(text) => Ok(text.to_string()),
+            Some(text) => Ok(Cow::Borrowed(text)),
             None => Err(self.detail_error(&format_args!("undeclared entity &{name};"))),
         }
     }
 
-    fn finish(self) -> Result<OutboundMessage, OutboundError> {
+    fn finish(self) -> Result<OutboundMessageRef<'a>, OutboundError> {
         if !self.open.is_empty() {
             return Err(malformed("the document ends inside an element"));
         }
@@ -756,7 +888,7 @@ impl Parser {
         let organization_id = self
             .organization_id
             .ok_or(OutboundError::MissingOrganizationId)?;
-        Ok(OutboundMessage {
+        Ok(OutboundMessageRef {
             organization_id,
             action_id: self.action_id,
             notifications: self.notifications,
@@ -790,13 +922,20 @@ fn parse_organization_id(text: &str) -> Result<SalesforceId, OutboundError> {
     Ok(id)
 }
 
-fn field_name(key: &str) -> Result<String, OutboundError> {
+fn field_name(key: Cow<'_, str>) -> Result<Cow<'_, str>, OutboundError> {
     if key.len() > MAX_FIELD_NAME_BYTES {
         return Err(malformed(format_args!(
             "a field name is longer than {MAX_FIELD_NAME_BYTES} bytes"
         )));
     }
-    Ok(key.to_string())
+    Ok(key)
+}
+
+/// `part` as a slice of `input`, with `input`'s lifetime, when it lies inside it. The reader lends
+/// names and text from the body it reads, so they do; anything else gets `None`.
+fn within<'a>(input: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    input.get(start..start.checked_add(part.len())?)
 }
 
 /// Only UTF-8 (and its subset ASCII) is accepted; the parser reads bytes as UTF-8.
@@ -819,15 +958,45 @@ fn check_declared_encoding(declaration: &BytesDecl<'_>) -> Result<(), OutboundEr
 
 /// The first character XML 1.0 does not allow, found byte-wise: in valid UTF-8 only the C0
 /// controls (bar tab, LF, CR) and U+FFFE / U+FFFF (EF BF BE, EF BF BF) are outside `Char`.
+/// Eight bytes are tested at once; only a word holding a byte below 0x20 or an 0xEF is looked
+/// at byte by byte.
 fn first_non_xml_char(text: &str) -> Option<char> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const EF: u64 = u64::from_ne_bytes([0xEF; 8]);
+    // True when some byte of `word` is below `n` (n <= 0x80); never false when one is.
+    let has_below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0;
     let bytes = text.as_bytes();
-    let at = bytes.iter().enumerate().position(|(i, &b)| {
+    let is_bad = |i: usize, b: u8| {
         (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
             || (b == 0xEF
                 && bytes.get(i + 1) == Some(&0xBF)
                 && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)))
-    })?;
-    text.get(at..).and_then(|rest| rest.chars().next())
+    };
+    let mut start = 0;
+    let found = loop {
+        let end = (start + 8).min(bytes.len());
+        let chunk = bytes.get(start..end)?;
+        if chunk.is_empty() {
+            return None;
+        }
+        if let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_ne_bytes)
+            && !has_below(word, 0x20)
+            && !has_below(word ^ EF, 0x01)
+        {
+            start = end;
+            continue;
+        }
+        if let Some(offset) = chunk
+            .iter()
+            .enumerate()
+            .position(|(offset, &b)| is_bad(start + offset, b))
+        {
+            break start + offset;
+        }
+        start = end;
+    };
+    text.get(found..).and_then(|rest| rest.chars().next())
 }
 
 fn is_xml_space(c: char) -> bool {

@@ -1,5 +1,5 @@
-//! Operator commands over the embedded data directory: held jobs (`holds`), the dead-letter
-//! queue (`redrive`) and provisioning one user on demand (`resync`).
+//! Operator commands over the embedded data directory: held jobs (`holds`) and provisioning
+//! one user on demand (`resync`). The dead-letter queue's `redrive` is in [`crate::redrive`].
 //!
 //! They open the data directory's database, which only one process may hold: stop
 //! `userprov serve` first (the error says so when it is running).
@@ -26,7 +26,7 @@ use userprov_core::worker::{RetryPolicy, Worker};
 /// A failed command: the message for stderr.
 pub type CommandResult = Result<String, String>;
 
-fn open_db(data_dir: &Path) -> Result<EmbeddedDb, String> {
+pub(crate) fn open_db(data_dir: &Path) -> Result<EmbeddedDb, String> {
     EmbeddedDb::open(data_dir).map_err(|e| {
         format!(
             "{e}\n(the admin commands open the data directory {} directly: stop `userprov serve` first)",
@@ -35,7 +35,7 @@ fn open_db(data_dir: &Path) -> Result<EmbeddedDb, String> {
     })
 }
 
-fn queue(db: EmbeddedDb, config: Option<&Config>) -> EmbeddedQueue {
+pub(crate) fn queue(db: EmbeddedDb, config: Option<&Config>) -> EmbeddedQueue {
     let max_receives = config.map_or(QueueSettings::default().max_receives, |c| {
         c.worker.max_attempts
     });
@@ -47,15 +47,6 @@ fn queue(db: EmbeddedDb, config: Option<&Config>) -> EmbeddedQueue {
         },
         Arc::new(SystemClock),
     )
-}
-
-/// Does `user` (an id of 15 or 18 characters, or a username) name this job's user?
-fn names_user(job: &Job, user: &str) -> bool {
-    SalesforceId::parse(user).is_ok_and(|id| id == job.user.id)
-        || job
-            .user
-            .username()
-            .is_some_and(|name| name.eq_ignore_ascii_case(user))
 }
 
 fn hold_line(hold: &Hold) -> String {
@@ -153,7 +144,7 @@ pub async fn holds_settle(
 
 fn discarded_entry(job: &Job, hold: &Hold) -> LogEntry {
     LogEntry {
-        id: ulid::Ulid::new().to_string(),
+        id: LogEntry::new_id(),
         time: time::OffsetDateTime::now_utc(),
         app: job.app.clone(),
         user_id: job.user.id.to_string(),
@@ -174,72 +165,9 @@ fn discarded_entry(job: &Job, hold: &Hold) -> LogEntry {
         request: None,
         response: None,
         groups: None,
+        changes: Vec::new(),
         duration_ms: 0,
     }
-}
-
-/// Lists the dead letters matching the filters, then (unless `dry_run`) moves them back to
-/// their queue groups with fresh deduplication ids. Dead letters that no longer parse as jobs
-/// are reported and left where they are.
-pub async fn redrive(
-    data_dir: &Path,
-    app: Option<&str>,
-    user: Option<&str>,
-    dry_run: bool,
-) -> CommandResult {
-    let queue = queue(open_db(data_dir)?, None);
-    let letters = queue
-        .dead_letters(usize::MAX)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    let mut chosen = Vec::new();
-    let mut unreadable = Vec::new();
-    for letter in &letters {
-        match Job::from_body(&letter.body) {
-            Ok(job) => {
-                if app.is_some_and(|a| a != job.app) || user.is_some_and(|u| !names_user(&job, u)) {
-                    continue;
-                }
-                let _ = writeln!(
-                    out,
-                    "{}  {}  {}  {}  after {} receive(s): {}",
-                    letter.message_id,
-                    job.app,
-                    job.user.id,
-                    job.user.username().unwrap_or("-"),
-                    letter.receive_count,
-                    letter.reason
-                );
-                chosen.push(letter.message_id.clone());
-            }
-            Err(error) => unreadable.push(format!(
-                "{} (group {}): {error}",
-                letter.message_id, letter.group_id
-            )),
-        }
-    }
-    if !unreadable.is_empty() {
-        let _ = writeln!(
-            out,
-            "{} dead letter(s) are not jobs this version reads; left in the dead-letter queue:",
-            unreadable.len()
-        );
-        for line in &unreadable {
-            let _ = writeln!(out, "  {line}");
-        }
-    }
-    if dry_run {
-        let _ = writeln!(
-            out,
-            "dry run: {} message(s) would be moved back; nothing moved",
-            chosen.len()
-        );
-    } else {
-        let moved = queue.redrive(&chosen).await.map_err(|e| e.to_string())?;
-        let _ = writeln!(out, "moved {moved} message(s) back to the queue");
-    }
-    Ok(out)
 }
 
 /// Provisions one user now: re-plans from the account link's last snapshot (or the supplied
@@ -405,5 +333,8 @@ pub async fn resync(
             "{out}the target failed transiently; nothing is queued: run resync again"
         )),
         Disposition::DeadLetter { reason } => Err(format!("{out}failed: {reason}")),
+        Disposition::Postpone(_) => Err(format!(
+            "{out}the app is paused by its circuit breaker (its target keeps failing); try again later"
+        )),
     }
 }

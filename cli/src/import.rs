@@ -73,6 +73,9 @@ pub struct ImportOptions {
     pub rate: u32,
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
+    /// A deployed stack to queue into (its SQS queue and links table) instead of the data
+    /// directory's queue. The checkpoint stays in the data directory either way.
+    pub aws: crate::aws::AwsArgs,
 }
 
 /// What an interrupted import left behind, in `<data dir>/imports/`.
@@ -256,15 +259,25 @@ pub async fn run(options: &ImportOptions) -> Result<String, Failure> {
         return Ok(out);
     }
 
-    let db = open_db(&options.data_dir)?;
-    let queue = EmbeddedQueue::new(
-        db,
-        QueueSettings {
-            max_receives: config.worker.max_attempts,
-            ..QueueSettings::default()
-        },
-        Arc::new(SystemClock),
-    );
+    let queue: Arc<dyn JobQueue> = if options.aws.selected() {
+        let resources = crate::aws::AwsResources::resolve(&options.aws).await?;
+        let _ = writeln!(
+            out,
+            "queueing into {} ({})",
+            resources.queue_url.as_deref().unwrap_or("-"),
+            resources.origin
+        );
+        Arc::new(resources.queue()?)
+    } else {
+        Arc::new(EmbeddedQueue::new(
+            open_db(&options.data_dir)?,
+            QueueSettings {
+                max_receives: config.worker.max_attempts,
+                ..QueueSettings::default()
+            },
+            Arc::new(SystemClock),
+        ))
+    };
     let checkpoint_file = checkpoint_path(&options.data_dir, &app.name, &checked.sha256);
     let mut checkpoint = read_checkpoint(&checkpoint_file)?.unwrap_or_else(|| Checkpoint {
         app: app.name.clone(),
@@ -359,7 +372,7 @@ pub async fn run(options: &ImportOptions) -> Result<String, Failure> {
     write_checkpoint(&checkpoint_file, &checkpoint)?;
     let _ = writeln!(
         out,
-        "queued {queued} job(s) for app {} from {} valid row(s) of {} in {:.1}s; `userprov serve` provisions them",
+        "queued {queued} job(s) for app {} from {} valid row(s) of {} in {:.1}s; the worker provisions them",
         app.name,
         valid,
         options.file.display(),
@@ -376,8 +389,15 @@ async fn dry_run(
     required: &[String],
     checked: &Checked,
 ) -> Result<String, Failure> {
-    let db = open_db(&options.data_dir)?;
-    let links = EmbeddedStore::new(db);
+    let links: Arc<dyn LinkStore> = if options.aws.selected() {
+        Arc::new(
+            crate::aws::AwsResources::resolve(&options.aws)
+                .await?
+                .link_store()?,
+        )
+    } else {
+        Arc::new(EmbeddedStore::new(open_db(&options.data_dir)?))
+    };
     let connector: Option<Arc<dyn Connector>> = if options.check_target {
         let secrets = Arc::new(LocalSecretStore::new(options.data_dir.join("secrets")));
         let connectors =

@@ -10,6 +10,13 @@ use userprov_cli::stack::{RunningStack, StackOptions};
 use userprov_core::config::Config;
 use userprov_core::source_file;
 
+/// Exit codes scripts can rely on, printed in `--help` (and in the README).
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:\n  0  done\n  1  failed: a store, queue, stack or app could not be read or written, a job or a\n     preview failed, a hold id was not found\n  2  bad input: unknown option, bad file or configuration, unknown app or stack, a time\n     or user id that does not parse (nothing was changed)"
+    };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "userprov",
@@ -18,7 +25,7 @@ use userprov_core::source_file;
     long_about = "userprov turns Salesforce user changes (joiners, movers, leavers) into SCIM 2.0 \
                   create, update, deactivate and reactivate calls in each connected app, and logs \
                   every attempt.",
-    after_help = "Examples:\n  userprov demo\n  userprov serve --mock-target\n  userprov serve --config userprov.toml --port 8787\n  userprov validate userprov.toml"
+    after_help = concat!("Examples:\n  userprov demo\n  userprov serve --mock-target\n  userprov serve --config userprov.toml --port 8787\n  userprov validate userprov.toml\n  userprov logs --url http://127.0.0.1:8787 --follow\n  userprov accounts --stack userprov --profile prod --app slack\n\n", exit_codes!())
 )]
 struct Cli {
     /// Log format for the service log on stderr.
@@ -60,6 +67,9 @@ enum Command {
         workers: usize,
     },
     /// Send sample Outbound Messages through the whole pipeline to the mock target and show the log.
+    #[command(
+        after_help = "Examples:\n  userprov demo\n  userprov demo --data-dir /tmp/userprov-demo"
+    )]
     Demo {
         /// Keep the demo's data in this directory instead of a temporary one.
         #[arg(long)]
@@ -87,9 +97,15 @@ enum Command {
         json: bool,
     },
     /// Check a configuration file and list every problem found.
+    #[command(
+        after_help = concat!("Examples:\n  userprov validate userprov.toml\n  userprov validate userprov.toml --json\n\n--json prints {\"file\", \"valid\", \"apps\": [...]} or {\"file\", \"valid\": false, \"problems\": [{\"location\", \"message\"}]}.\n\n", exit_codes!())
+    )]
     Validate {
         /// The file to check; without it, the built-in example.
         config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON Schema of the configuration file, for editors and tools.
     #[command(
@@ -106,7 +122,7 @@ enum Command {
     },
     /// Move jobs from the dead-letter queue back to the queue (listing them first).
     #[command(
-        after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n\nStop `userprov serve` first: this command opens its data directory."
+        after_help = "Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n  userprov redrive --log-id 01J9Z3... --log-id 01J9Z4...\n  userprov redrive --dry-run --queue-url URL --dlq-url URL   (on AWS: the stack's QueueUrl and DlqUrl outputs)\n\nLocally, stop `userprov serve` first: this command opens its data directory. On AWS it uses the usual AWS credentials and region."
     )]
     Redrive {
         /// Only this app (as named in the configuration).
@@ -115,11 +131,23 @@ enum Command {
         /// A Salesforce user id (15 or 18 characters) or a username.
         #[arg(long)]
         user: Option<String>,
+        /// Only the jobs of these provisioning log entries (repeat for several).
+        #[arg(long = "log-id")]
+        log_ids: Vec<String>,
         /// List what would move, move nothing.
         #[arg(long)]
         dry_run: bool,
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
+        /// On AWS: the job queue (the stack's QueueUrl output). Selects SQS over the data directory.
+        #[arg(long, env = "USERPROV_QUEUE_URL", requires = "dlq_url")]
+        queue_url: Option<String>,
+        /// On AWS: the dead-letter queue (the stack's DlqUrl output).
+        #[arg(long, env = "USERPROV_DLQ_URL", requires = "queue_url")]
+        dlq_url: Option<String>,
+        /// On AWS: the log table (the stack's LogTableName output), for --log-id.
+        #[arg(long, env = "USERPROV_LOG_TABLE")]
+        log_table: Option<String>,
     },
     /// Provision one user now: re-plan from the last snapshot (or a supplied one) and apply it.
     #[command(
@@ -130,7 +158,7 @@ enum Command {
         #[arg(long)]
         app: String,
         /// The Salesforce user id.
-        #[arg(long)]
+        #[arg(long, value_parser = salesforce_user_id)]
         user: String,
         /// A JSON file with the user's Salesforce fields, instead of the last snapshot applied.
         #[arg(long)]
@@ -140,9 +168,72 @@ enum Command {
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
     },
+    /// Query the provisioning log (like GET /logs), or follow it as entries are written.
+    #[command(
+        after_help = concat!("Examples:\n  userprov logs\n  userprov logs --app slack --status failed --since 2h\n  userprov logs --user marta@example.com --json | jq .reason\n  userprov logs --url http://127.0.0.1:8787 --follow\n  userprov logs --stack userprov --profile prod --since 2025-03-14T00:00:00Z --until 1d\n\nThe log is read from the data directory of a stopped `userprov serve` (--data-dir), from a\nrunning one (--url), or from a deployed stack's log table (--stack). Entries print oldest\nfirst; --json prints one JSON object per line (JSON Lines). Times are RFC 3339 or an age\n(30s, 15m, 2h, 7d). --follow polls for new entries until Ctrl-C.\n\n", exit_codes!())
+    )]
+    Logs {
+        /// A Salesforce user id (15 or 18 characters) or a username.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this app (as named in the configuration).
+        #[arg(long)]
+        app: Option<String>,
+        /// Only entries with this status.
+        #[arg(long, value_parser = ["success", "failed", "retrying", "dead_lettered", "skipped", "held", "dry_run"])]
+        status: Option<String>,
+        /// Only entries of this operation.
+        #[arg(long, value_parser = ["create", "adopt", "update", "deactivate", "reactivate", "noop", "skip"])]
+        operation: Option<String>,
+        /// The Salesforce notification or event id the entries came from.
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Entries at or after this time (RFC 3339, or an age: 30s, 15m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries before this time (RFC 3339, or an age).
+        #[arg(long)]
+        until: Option<String>,
+        /// The most recent entries printed (before following).
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        /// Keep running and print new entries as they are written.
+        #[arg(long, short)]
+        follow: bool,
+        /// Seconds between polls with --follow.
+        #[arg(long, default_value_t = 2.0, requires = "follow")]
+        interval: f64,
+        /// One JSON object per entry and line, instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        from: ReadFrom,
+    },
+    /// List the account links: which Salesforce user has which account in which app.
+    #[command(
+        after_help = concat!("Examples:\n  userprov accounts\n  userprov accounts --app slack --json\n  userprov accounts --url http://127.0.0.1:8787 --app slack\n  userprov accounts --stack userprov --profile prod --app slack --limit 5000\n\n--json prints one JSON array of links (the shape GET /accounts gives).\n\n", exit_codes!())
+    )]
+    Accounts {
+        /// Only this app (as named in the configuration).
+        #[arg(long)]
+        app: Option<String>,
+        /// The most links printed.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        limit: usize,
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        from: ReadFrom,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  userprov completions bash > ~/.local/share/bash-completion/completions/userprov\n  userprov completions zsh > \"${fpath[1]}/_userprov\"\n  userprov completions fish > ~/.config/fish/completions/userprov.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
     /// Queue one job per user of a Salesforce User export (CSV), after checking every row.
     #[command(
-        after_help = "Examples:\n  userprov import --app slack users.csv --dry-run\n  userprov import --app slack users.csv --dry-run --check-target\n  userprov import --app slack users.csv --rate 200\n  userprov import --app slack users.csv --skip-invalid\n\nThe first line names the columns with field API names (a report or a Data Loader export):\nId and IsActive, plus the fields the app's mapping requires. Nothing is queued unless every\nrow is valid (or --skip-invalid). An interrupted import resumes where it stopped: run it again.\nStop `userprov serve` first: this command opens its data directory.\nExit codes: 0 done, 2 bad file or configuration, 1 other failures."
+        after_help = concat!("Examples:\n  userprov import --app slack users.csv --dry-run\n  userprov import --app slack users.csv --dry-run --check-target\n  userprov import --app slack users.csv --rate 200\n  userprov import --app slack users.csv --skip-invalid\n  userprov import --app slack users.csv --stack userprov --profile prod\n\nThe first line names the columns with field API names (a report or a Data Loader export):\nId and IsActive, plus the fields the app's mapping requires. Nothing is queued unless every\nrow is valid (or --skip-invalid). An interrupted import resumes where it stopped: run it again.\nWith --stack, the jobs go to the stack's SQS queue (the checkpoint stays in --data-dir).\nLocally, stop `userprov serve` first: this command opens its data directory.\n\n", exit_codes!())
     )]
     Import {
         /// The app, as named in the configuration.
@@ -166,10 +257,12 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        aws: userprov_cli::aws::AwsArgs,
     },
     /// Compare an app's accounts with the Salesforce users: linked, drift, matchable, duplicates, orphaned.
     #[command(
-        after_help = "Examples:\n  userprov reconcile --app slack\n  userprov reconcile --app slack --users users.csv --json\n  userprov reconcile --app slack --users users.csv --apply\n\nThe Salesforce users are the snapshots in the account links, and the export given with --users.\n--apply links the matchable accounts (managed by adoption); nothing is ever deleted.\nStop `userprov serve` first: this command opens its data directory.\nExit codes: 0 done, 2 bad file or configuration, 1 other failures."
+        after_help = concat!("Examples:\n  userprov reconcile --app slack\n  userprov reconcile --app slack --users users.csv --json\n  userprov reconcile --app slack --users users.csv --apply\n\nThe Salesforce users are the snapshots in the account links, and the export given with --users.\n--apply links the matchable accounts (managed by adoption); nothing is ever deleted.\nStop `userprov serve` first: this command opens its data directory.\n\n", exit_codes!())
     )]
     Reconcile {
         /// The app, as named in the configuration.
@@ -190,6 +283,40 @@ enum Command {
         #[arg(long, default_value = ".userprov")]
         data_dir: PathBuf,
     },
+}
+
+/// Where `logs` and `accounts` read from.
+#[derive(Debug, clap::Args)]
+struct ReadFrom {
+    /// The data directory of a stopped `userprov serve`.
+    #[arg(long, default_value = ".userprov")]
+    data_dir: PathBuf,
+    /// A running `userprov serve`, read through its log API (http://127.0.0.1:8787).
+    #[arg(long, conflicts_with_all = ["stack", "queue_url", "links_table", "log_table"])]
+    url: Option<String>,
+    /// The log API token, when `[log_api] token_secret` is set.
+    #[arg(long, env = "USERPROV_LOG_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    aws: userprov_cli::aws::AwsArgs,
+}
+
+impl ReadFrom {
+    fn into_source(self) -> userprov_cli::query::SourceArgs {
+        userprov_cli::query::SourceArgs {
+            data_dir: self.data_dir,
+            url: self.url,
+            token: self.token,
+            aws: self.aws,
+        }
+    }
+}
+
+/// A Salesforce user id of 15 or 18 characters, checked before anything is opened.
+fn salesforce_user_id(text: &str) -> Result<String, String> {
+    userprov_core::ids::SalesforceId::parse(text)
+        .map(|id| id.to_string())
+        .map_err(|e| format!("not a Salesforce user id: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,11 +466,32 @@ async fn main() -> ExitCode {
         Command::Redrive {
             app,
             user,
+            log_ids,
             dry_run,
             data_dir,
+            queue_url,
+            dlq_url,
+            log_table,
         } => {
             init_tracing(cli.log_format, "warn");
-            finish(admin::redrive(&data_dir, app.as_deref(), user.as_deref(), dry_run).await)
+            let filter = userprov_cli::redrive::RedriveFilter {
+                app,
+                user,
+                log_ids,
+                dry_run,
+            };
+            let result = match (queue_url, dlq_url) {
+                (Some(queue_url), Some(dlq_url)) => {
+                    let target = userprov_cli::redrive::SqsTarget {
+                        queue_url,
+                        dlq_url,
+                        log_table,
+                    };
+                    userprov_cli::redrive::sqs(&target, &filter).await
+                }
+                _ => userprov_cli::redrive::embedded(&data_dir, &filter).await,
+            };
+            finish(result)
         }
         Command::Resync {
             app,
@@ -355,6 +503,62 @@ async fn main() -> ExitCode {
             init_tracing(cli.log_format, "warn");
             finish(admin::resync(config.as_deref(), &data_dir, &app, &user, snapshot).await)
         }
+        Command::Logs {
+            user,
+            app,
+            status,
+            operation,
+            event_id,
+            since,
+            until,
+            limit,
+            follow,
+            interval,
+            json,
+            from,
+        } => {
+            init_tracing(cli.log_format, "warn");
+            if !(interval.is_finite() && interval > 0.0) {
+                eprintln!("error: --interval must be a positive number of seconds");
+                return ExitCode::from(2);
+            }
+            let options = userprov_cli::query::LogsOptions {
+                source: from.into_source(),
+                user,
+                app,
+                status,
+                operation,
+                event_id,
+                since,
+                until,
+                limit,
+                json,
+                follow,
+                interval: std::time::Duration::from_secs_f64(interval),
+            };
+            finish_streamed(userprov_cli::query::logs(&options).await)
+        }
+        Command::Accounts {
+            app,
+            limit,
+            json,
+            from,
+        } => {
+            init_tracing(cli.log_format, "warn");
+            let options = userprov_cli::query::AccountsOptions {
+                source: from.into_source(),
+                app,
+                limit,
+                json,
+            };
+            finish_streamed(userprov_cli::query::accounts(&options).await)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "userprov", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Import {
             app,
             file,
@@ -364,6 +568,7 @@ async fn main() -> ExitCode {
             rate,
             config,
             data_dir,
+            aws,
         } => {
             init_tracing(cli.log_format, "warn");
             let options = userprov_cli::import::ImportOptions {
@@ -375,6 +580,7 @@ async fn main() -> ExitCode {
                 rate,
                 data_dir,
                 config,
+                aws,
             };
             finish_with_code(userprov_cli::import::run(&options).await)
         }
@@ -404,7 +610,8 @@ async fn main() -> ExitCode {
             };
             finish_with_code(run(&options).await)
         }
-        Command::Validate { config } => {
+        Command::Validate { config, json } if json => validate_json(config.as_deref()),
+        Command::Validate { config, .. } => {
             let result = match &config {
                 Some(path) => Config::load(path),
                 None => Config::example(),
@@ -590,6 +797,54 @@ fn finish_with_code(result: Result<String, userprov_cli::import::Failure>) -> Ex
             ExitCode::from(failure.exit)
         }
     }
+}
+
+/// For commands that print as they go: only the failure is left to report.
+fn finish_streamed(result: Result<(), userprov_cli::import::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) ends the output: not a failure.
+        Err(failure) if failure.exit == 0 => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit)
+        }
+    }
+}
+
+/// `validate --json`: the verdict as one JSON object; exit 2 when the file is not valid.
+fn validate_json(path: Option<&std::path::Path>) -> ExitCode {
+    let file = path.map_or_else(
+        || "(built-in example)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let (verdict, code) = match path.map(Config::load).unwrap_or_else(Config::example) {
+        Ok(config) => (
+            serde_json::json!({
+                "file": file,
+                "valid": true,
+                "apps": config.apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+            }),
+            ExitCode::SUCCESS,
+        ),
+        Err(error) => (
+            serde_json::json!({
+                "file": file,
+                "valid": false,
+                "problems": error
+                    .issues
+                    .iter()
+                    .map(|issue| serde_json::json!({
+                        "location": issue.location,
+                        "message": issue.message,
+                    }))
+                    .collect::<Vec<_>>(),
+            }),
+            ExitCode::from(2),
+        ),
+    };
+    write_stdout(&format!("{verdict:#}\n"));
+    code
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.

@@ -7,6 +7,8 @@
 #   .venv-schemathesis  schemathesis: checks the log API's answers against infra/openapi/log-api.json
 #   .tools/oidc-provider  oidc-provider from npm (the OAuth2 authorization server of the credential
 #                    tests), installed from tests/peers/oidc-provider/package-lock.json with `npm ci`
+#   chromium         Debian's headless-capable Chromium (the dashboard test drives it over the
+#                    DevTools protocol); installed with apt-get only when `chromium` is missing
 #
 # Idempotent: a venv whose installed versions already match its pins is left alone (a stamp
 # file records the pins it was made with). Every package, direct or not, is pinned: the lists
@@ -103,7 +105,7 @@ selected() {
 
 WANTED=("$@")
 for w in "${WANTED[@]}"; do
-    case $w in .venv | .venv-ministack | .venv-sam | .venv-schemathesis | .tools/oidc-provider) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam, .venv-schemathesis or .tools/oidc-provider)" ;; esac
+    case $w in .venv | .venv-ministack | .venv-sam | .venv-schemathesis | .tools/oidc-provider | .tools/json-server | chromium) ;; *) die "unknown peer $w (.venv, .venv-ministack, .venv-sam, .venv-schemathesis, .tools/oidc-provider, .tools/json-server or chromium)" ;; esac
 done
 
 if selected .venv; then
@@ -353,6 +355,24 @@ ensure_npm_tools() {
 
 if selected .tools/oidc-provider; then
     ensure_npm_tools oidc-provider
+fi
+
+if selected .tools/json-server; then
+    ensure_npm_tools json-server
+fi
+
+# Chromium is a system package (Debian's build, updated with the OS), not pinned like the venvs.
+if selected chromium; then
+    if command -v chromium >/dev/null; then
+        say "chromium: present ($(chromium --version 2>/dev/null | head -n 1))"
+    else
+        command -v apt-get >/dev/null || die "chromium is missing and there is no apt-get: install Chromium and put it on PATH (or set USERPROV_CHROMIUM)"
+        say "chromium: installing with apt-get"
+        SUDO=""
+        [[ $(id -u) -eq 0 ]] || SUDO=sudo
+        $SUDO apt-get update
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
+    fi
 fi
 
 say "done: $(cd "$REPO" && ls -d .venv .venv-ministack .venv-sam .venv-schemathesis .tools/* 2>/dev/null | tr "\n" " ")"

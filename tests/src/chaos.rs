@@ -536,6 +536,14 @@ base_url = "{base_url}"
 secret = "userprov/scim"
 match_on = ["userName"]
 
+# The proxy fails 30% of requests at random, and a job makes several, so most windows show a
+# failure rate the default breaker (0.5) reads as an outage and the app would spend the run
+# paused. The breaker stays on, tripping only on bursts, so paused jobs still meet the kills;
+# its outage behaviour has its own suite (tests/tests/circuit_breaker.rs).
+[apps.circuit_breaker]
+failure_rate = 0.9
+cool_down_secs = 2
+
 [apps.mapping]
 userName = {{ from = "Username", required = true }}
 "name.givenName" = "FirstName"

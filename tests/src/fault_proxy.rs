@@ -89,11 +89,26 @@ struct Counters {
     by_kind: [AtomicU64; 6],
 }
 
+/// Another client's change, sent to the upstream just before the next request with `before`
+/// is forwarded (a concurrent writer, for `If-Match` tests).
+#[derive(Debug, Clone)]
+pub struct Interference {
+    pub before: String,
+    pub method: String,
+    /// Path and query, from the upstream's root.
+    pub path: String,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    interferences: Arc<Mutex<VecDeque<Interference>>>,
     mix: Arc<Mutex<Option<FaultMix>>>,
+    /// While set, every request is answered with this status (the target is down).
+    outage: Arc<Mutex<Option<u16>>>,
     counters: Arc<Counters>,
     seen: Arc<Mutex<Vec<(String, String, u16)>>>,
     http: reqwest::Client,
@@ -111,7 +126,9 @@ impl FaultProxy {
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_owned(),
             faults: Arc::default(),
+            interferences: Arc::default(),
             mix: Arc::default(),
+            outage: Arc::default(),
             counters: Arc::default(),
             seen: Arc::default(),
             http: reqwest::Client::builder()
@@ -147,9 +164,24 @@ impl FaultProxy {
         self.state.faults.lock().unwrap().push_back(fault);
     }
 
+    /// Sends the interference's request upstream just before the next request with its
+    /// `before` method is forwarded.
+    pub fn interfere_before_next(&self, interference: Interference) {
+        self.state
+            .interferences
+            .lock()
+            .unwrap()
+            .push_back(interference);
+    }
+
     /// From now on, fault requests at random with this mix (`None`: forward everything).
     pub fn set_random_faults(&self, mix: Option<FaultMix>) {
         *self.state.mix.lock().unwrap() = mix;
+    }
+
+    /// From now on, answer every request with `status` (`None`: the target is back).
+    pub fn set_outage(&self, status: Option<u16>) {
+        *self.state.outage.lock().unwrap() = status;
     }
 
     /// The random faults injected so far.
@@ -193,6 +225,15 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .position(|f| f.method.eq_ignore_ascii_case(&method));
         position.and_then(|p| faults.remove(p))
     };
+    let outage = *state.outage.lock().unwrap();
+    let fault = fault.or_else(|| {
+        outage.map(|status| Fault {
+            method: method.clone(),
+            status,
+            body: "the target is down (injected outage)".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+        })
+    });
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
     let random = state.mix.lock().unwrap().clone().and_then(|mix| {
         let mut rng = rand::rng();
@@ -243,6 +284,30 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             );
         }
         return response;
+    }
+    let interference = {
+        let mut queue = state.interferences.lock().unwrap();
+        let position = queue
+            .iter()
+            .position(|i| i.before.eq_ignore_ascii_case(&method));
+        position.and_then(|p| queue.remove(p))
+    };
+    if let Some(other) = interference {
+        let mut change = state.http.request(
+            other.method.parse().unwrap(),
+            format!("{}{}", state.upstream, other.path),
+        );
+        for (name, value) in &other.headers {
+            change = change.header(name, value);
+        }
+        let answer = change.body(other.body).send().await.unwrap();
+        assert!(
+            answer.status().is_success(),
+            "the interfering {} {} failed: {}",
+            other.method,
+            other.path,
+            answer.status()
+        );
     }
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();

@@ -9,7 +9,9 @@
 
 pub mod auth_gate;
 pub mod aws_fixtures;
+pub mod browser;
 pub mod chaos;
+pub mod conformance;
 pub mod fault_proxy;
 pub mod lambda_probe;
 pub mod peers;

@@ -610,6 +610,7 @@ fn entry(
         request: Some(json!({"userName": username})),
         response: Some("{}".into()),
         groups: None,
+        changes: Vec::new(),
         duration_ms: 42,
     }
 }

@@ -51,6 +51,7 @@ fn entry(time: OffsetDateTime, app: &str, status: LogStatus) -> LogEntry {
         request: None,
         response: None,
         groups: None,
+        changes: Vec::new(),
         duration_ms: 1,
     }
 }

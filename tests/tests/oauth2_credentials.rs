@@ -22,6 +22,7 @@ use userprov_tests::peers::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, OidcProvider, PUBLIC_CLIENT_ID,
 };
 use userprov_tests::peers::scim2_server::Scim2Server;
+use userprov_tests::pipeline::{Notified, ORG_ID, TestStack, config_for, outbound_message};
 use userprov_tests::scim_contract::{key, user_resource};
 
 const SECRET: &str = "userprov/zoom";
@@ -362,4 +363,64 @@ async fn an_unreachable_token_endpoint_or_a_missing_secret_is_transient() {
     );
     assert_eq!(unreachable.class(), ErrorClass::Transient);
     assert!(!unreachable.to_string().contains(CLIENT_SECRET));
+}
+
+#[tokio::test]
+async fn the_workers_log_entry_carries_the_refresh_tokens_age_after_a_refresh() {
+    let setup = Setup::start("oauth-worker-log", Duration::from_secs(3600)).await;
+    let original = setup.oidc.consent(CLIENT_ID).await;
+    let secret = json!({
+        "type": "oauth2_refresh_token",
+        "token_url": setup.oidc.token_url(),
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": original,
+        "refresh_token_issued_at": hours_ago(2 * 24 + 3),
+    });
+    let base_url = format!("{}/{}/v2", setup.gate.url(), setup.tenant);
+    let stack = TestStack::start(
+        &config_for(&base_url, "", ""),
+        &[("userprov/scim", &secret.to_string())],
+    )
+    .await;
+    let joiner = outbound_message(
+        ORG_ID,
+        &[Notified {
+            notification_id: "04l8a00000Dq7ZzAAJ",
+            user_id: "0058a00000LmN2pAAF",
+            fields: &[
+                ("Username", "nora.refresh@acme.example"),
+                ("LastName", "Refresh"),
+                ("Email", "nora.refresh@acme.example"),
+                ("IsActive", "true"),
+            ],
+        }],
+    );
+
+    let (status, answer) = stack.post_outbound(&joiner).await;
+    assert_eq!(status, 200, "{answer}");
+    stack.wait_idle().await;
+
+    let entries = stack.log_entries("user=nora.refresh@acme.example").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        (
+            entries[0]["operation"].as_str(),
+            entries[0]["status"].as_str()
+        ),
+        (Some("create"), Some("success")),
+        "{entries:?}"
+    );
+    let reason = entries[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("refresh token in secret userprov/scim, 2 days 3 hours old"),
+        "{reason}"
+    );
+    let seen = setup.gate.seen();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, ok)| *ok),
+        "the target accepted the refreshed token: {seen:?}"
+    );
+    assert!(!reason.contains(&original), "{reason}");
+    stack.shutdown().await;
 }

@@ -307,6 +307,14 @@ async fn redrive_lists_first_moves_dead_letters_back_and_reports_unreadable_ones
         .unwrap();
     assert!(stack.wait_idle(Duration::from_secs(60)).await);
     assert_eq!(stack.queue.depth().await.unwrap().dead_lettered, 2);
+    // The admin finds the failure in the log, and redrives by its log id.
+    let failed: Value = reqwest::get(format!("{}/logs?status=failed", stack.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let failed_id = failed["entries"][0]["id"].as_str().unwrap().to_owned();
     stack.shutdown().await;
 
     let (ok, text) = site.userprov(&["redrive", "--dry-run"]);
@@ -330,7 +338,18 @@ async fn redrive_lists_first_moves_dead_letters_back_and_reports_unreadable_ones
         ),
     )
     .unwrap();
-    let (ok, text) = site.userprov(&["redrive", "--app", "scim", "--user", "eve@acme.example"]);
+    let (ok, text) = site.userprov(&[
+        "redrive",
+        "--dry-run",
+        "--app",
+        "scim",
+        "--user",
+        "eve@acme.example",
+    ]);
+    assert!(ok && text.contains("dry run: 1 message(s)"), "{text}");
+    let (ok, text) = site.userprov(&["redrive", "--log-id", "01J0000000000000000000000Z"]);
+    assert!(!ok && text.contains("no log entry"), "{text}");
+    let (ok, text) = site.userprov(&["redrive", "--log-id", &failed_id]);
     assert!(ok && text.contains("moved 1 message(s)"), "{text}");
 
     let stack = site.start().await;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use userprov_aws::SqsQueue;
+use userprov_aws::{Postponed, SqsQueue};
 use userprov_core::ports::{Disposition, ReceivedMessage};
 use userprov_core::worker::Worker;
 
@@ -44,6 +44,14 @@ impl Handler {
                     }
                     true
                 }
+                Disposition::Postpone(delay) => match self.queue.postpone(message, delay).await {
+                    Ok(Postponed::Hidden) => true,
+                    Ok(Postponed::Replaced) => false,
+                    Err(error) => {
+                        tracing::warn!(%error, message_id = %message.message_id, "cannot postpone the message; the queue's visibility timeout applies");
+                        true
+                    }
+                },
                 Disposition::DeadLetter { reason } => {
                     match self.queue.send_to_dlq(message, &reason).await {
                         Ok(()) => false,

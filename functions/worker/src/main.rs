@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use userprov_aws::runtime::{FunctionEnv, StartupError, init_tracing};
-use userprov_aws::{DynamoLinkStore, DynamoLogStore, SecretsManagerStore, SqsQueue, sdk_config};
+use userprov_aws::{
+    DynamoHoldStore, DynamoLinkStore, DynamoLogStore, SecretsManagerStore, SqsQueue, sdk_config,
+};
 use userprov_core::connector::registry::build_connectors;
 use userprov_core::ports::SystemClock;
 use userprov_core::worker::{RetryPolicy, Worker};
@@ -49,14 +51,24 @@ async fn build() -> Result<Handler, StartupError> {
     if let Some(max_receives) = env.max_receives {
         retry.max_attempts = max_receives;
     }
-    let worker = Worker::new(
+    let mut worker = Worker::new(
         env.config.clone(),
         connectors,
         Arc::new(DynamoLinkStore::new(dynamo.clone(), links_table)),
-        Arc::new(DynamoLogStore::new(dynamo, log_table, env.log_retention)),
+        Arc::new(DynamoLogStore::new(
+            dynamo.clone(),
+            log_table,
+            env.log_retention,
+        )),
         Arc::new(SystemClock),
         retry,
     );
+    if let Some(holds_table) = &env.holds_table {
+        worker = worker.with_holds(Arc::new(DynamoHoldStore::new(dynamo, holds_table.clone())));
+    }
+    if env.emf_metrics {
+        worker = worker.with_metrics(Arc::new(userprov_core::metrics::StdoutEmf));
+    }
     Ok(Handler {
         worker: Arc::new(worker),
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url, Some(dlq_url)),

@@ -10,6 +10,7 @@
 //! share one connection pool and one credentials cache, and the first request does not pay for
 //! loading either.
 
+mod holds;
 pub mod runtime;
 pub mod schema;
 mod sdk_error;
@@ -17,9 +18,11 @@ mod secrets;
 mod sqs;
 mod store;
 
+pub use holds::DynamoHoldStore;
 pub use secrets::SecretsManagerStore;
 pub use sqs::{
-    DeadLetter, REASON_ATTRIBUTE, RECEIVE_COUNT_ATTRIBUTE, SOURCE_MESSAGE_ID_ATTRIBUTE, SqsQueue,
+    DeadLetter, Postponed, REASON_ATTRIBUTE, RECEIVE_COUNT_ATTRIBUTE, SOURCE_MESSAGE_ID_ATTRIBUTE,
+    SqsQueue,
 };
 pub use store::{DynamoLinkStore, DynamoLogStore};
 

@@ -41,6 +41,8 @@ pub struct FunctionEnv {
     pub dlq_url: Option<String>,
     pub links_table: Option<String>,
     pub log_table: Option<String>,
+    /// The deactivation guard's table; without it, a guarded app's deactivations fail.
+    pub holds_table: Option<String>,
     pub log_retention: Duration,
     /// The queue's maxReceiveCount; overrides `worker.max_attempts` so the worker knows its last try.
     pub max_receives: Option<u32>,
@@ -51,6 +53,8 @@ pub struct FunctionEnv {
     /// Overrides `log_api.cursor_secret` (the template passes a generated secret's ARN).
     pub log_cursor_secret: Option<String>,
     pub secrets_cache_ttl: Duration,
+    /// `USERPROV_EMF_METRICS=true`: the worker prints CloudWatch EMF metrics on stdout.
+    pub emf_metrics: bool,
 }
 
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -74,12 +78,14 @@ impl FunctionEnv {
             dlq_url: env("USERPROV_DLQ_URL"),
             links_table: env("USERPROV_LINKS_TABLE"),
             log_table: env("USERPROV_LOG_TABLE"),
+            holds_table: env("USERPROV_HOLDS_TABLE"),
             log_retention: Duration::from_secs(retention_days * 24 * 60 * 60),
             max_receives,
             webhook_token_secret: env("USERPROV_WEBHOOK_TOKEN_SECRET"),
             events_key_secret: env("USERPROV_EVENTS_KEY_SECRET"),
             log_cursor_secret: env("USERPROV_LOG_CURSOR_SECRET"),
             secrets_cache_ttl: Duration::from_secs(ttl_secs),
+            emf_metrics: parse_switch(env, "USERPROV_EMF_METRICS")?,
         })
     }
 
@@ -106,6 +112,14 @@ fn parse_number(env: Lookup<'_>, name: &'static str) -> Result<Option<u64>, Star
                 .map_err(|_| invalid(name, "expected a whole number"))
         })
         .transpose()
+}
+
+fn parse_switch(env: Lookup<'_>, name: &'static str) -> Result<bool, StartupError> {
+    match env(name).as_deref().map(str::trim) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(invalid(name, "expected true or false")),
+    }
 }
 
 fn load_config(env: Lookup<'_>) -> Result<Config, StartupError> {
@@ -167,6 +181,26 @@ mod tests {
         assert_eq!(parsed.max_receives, Some(7));
         assert_eq!(parsed.log_retention, Duration::from_secs(30 * 86_400));
         assert_eq!(parsed.config.org_ids.len(), 1);
+        assert!(!parsed.emf_metrics, "metrics are off unless asked for");
+    }
+
+    #[test]
+    fn emf_metrics_are_switched_on_by_true_only() {
+        let on = env(&[
+            ("USERPROV_CONFIG", CONFIG),
+            ("USERPROV_EMF_METRICS", "true"),
+        ]);
+        assert!(
+            FunctionEnv::from_lookup(&|name| on.get(name).cloned())
+                .unwrap()
+                .emf_metrics
+        );
+        let bad = env(&[("USERPROV_CONFIG", CONFIG), ("USERPROV_EMF_METRICS", "yes")]);
+        let error = FunctionEnv::from_lookup(&|name| bad.get(name).cloned()).unwrap_err();
+        assert!(
+            error.to_string().contains("USERPROV_EMF_METRICS"),
+            "{error}"
+        );
     }
 
     #[test]

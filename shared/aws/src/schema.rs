@@ -13,6 +13,10 @@
 //! (`user_id`), `by_username` (`username_lc`), `by_app` (`app`), `by_status` (`status`),
 //! `by_event` (`event_id`), `by_day` (`day`). An attribute left empty is not written, so the
 //! entry is simply absent from that index. Both tables bill on demand.
+//!
+//! **Holds table** (the deactivation guard): partition key `pk` (S): `guard#APP` for an app's
+//! guard state, `hold#ID` for a held job. Attributes: `doc` (S, JSON), `app` (S), `version` (N,
+//! on guard items). Bills on demand.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,11 @@ pub const LINKS_SORT_KEY: &str = "user_id";
 pub const LINK_DOCUMENT: &str = "link";
 pub const LINK_VERSION: &str = "version";
 pub const LINK_USERNAME: &str = "username";
+
+pub const HOLDS_KEY: &str = "pk";
+pub const HOLDS_DOCUMENT: &str = "doc";
+pub const HOLDS_APP: &str = "app";
+pub const HOLDS_VERSION: &str = "version";
 
 pub const LOG_KEY: &str = "id";
 pub const LOG_DOCUMENT: &str = "entry";
@@ -114,6 +123,25 @@ pub async fn create_tables(
         }
     }
     Ok(())
+}
+
+/// Creates the deactivation guard's holds table (left as it is when it exists).
+pub async fn create_holds_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), SchemaError> {
+    let create_error = |reason: String| SchemaError::Create {
+        table: table.to_owned(),
+        reason,
+    };
+    let request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attribute(HOLDS_KEY).map_err(create_error)?)
+        .key_schema(key(HOLDS_KEY, KeyType::Hash).map_err(create_error)?);
+    send_create(request.send().await, table)?;
+    wait_until_active(client, table).await
 }
 
 fn string_attribute(name: &str) -> Result<AttributeDefinition, String> {

@@ -84,6 +84,15 @@ impl std::fmt::Debug for SqsQueue {
     }
 }
 
+/// How [`SqsQueue::postpone`] put a message back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Postponed {
+    /// Hidden for the delay: report it as a batch item failure so SQS keeps it.
+    Hidden,
+    /// Replaced by a fresh copy and deleted: the original is done.
+    Replaced,
+}
+
 /// A message read from the dead-letter queue, with the reason it was put there (absent when SQS
 /// moved it by its redrive policy rather than userprov).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +220,52 @@ impl SqsQueue {
             error
         })?;
         self.delete(&message.receipt).await
+    }
+
+    /// Sends a copy of a received message (from this queue or its dead-letter queue) to this
+    /// queue: the same body and message group, under a fresh deduplication id, so that SQS
+    /// neither drops it as a duplicate of the original nor carries over its receive count.
+    pub async fn send_copy(&self, message: &ReceivedMessage) -> Result<(), QueueError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&message.body);
+        if self.queue_url.ends_with(".fifo") {
+            let group_id = if message.group_id.is_empty() {
+                "userprov"
+            } else {
+                message.group_id.as_str()
+            };
+            request = request
+                .message_group_id(group_id)
+                .message_deduplication_id(ulid::Ulid::new().to_string());
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| self.error("SendMessage", &e))?;
+        Ok(())
+    }
+
+    /// Puts a message back without using up its receives (the app's circuit is open). SQS
+    /// counts every receive and a FIFO queue cannot delay one message, so: on its first
+    /// receive the message is hidden for `delay`; on a later one it is replaced by a fresh copy
+    /// (receive count 0), which the next receive hides for the delay. A paused job thus never
+    /// counts more than one receive, at the price of going behind the later messages of its
+    /// group, which the planner orders by their Salesforce time anyway.
+    pub async fn postpone(
+        &self,
+        message: &ReceivedMessage,
+        delay: Duration,
+    ) -> Result<Postponed, QueueError> {
+        if message.receive_count <= 1 {
+            self.change_visibility(&message.receipt, delay).await?;
+            return Ok(Postponed::Hidden);
+        }
+        self.send_copy(message).await?;
+        self.delete(&message.receipt).await?;
+        Ok(Postponed::Replaced)
     }
 
     /// Reads up to `max` messages from the dead-letter queue, waiting up to `wait` for the first.
@@ -523,6 +578,7 @@ impl QueueConsumer for SqsQueue {
                 self.change_visibility(&message.receipt, *delay).await
             }
             Disposition::DeadLetter { reason } => self.send_to_dlq(message, reason).await,
+            Disposition::Postpone(delay) => self.postpone(message, *delay).await.map(|_| ()),
         }
     }
 }

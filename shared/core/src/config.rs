@@ -92,6 +92,19 @@ pub enum DeactivateMode {
     Delete,
 }
 
+/// How a returning user's account is brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactivateMode {
+    /// PUT the account with `active: true`. An account gone from the target (404) is created
+    /// again and re-linked. The default with `deactivate = "patch_active"`.
+    ActiveTrue,
+    /// Find (by `match_on`) or create the account afresh and re-link it, without first trying
+    /// the old id: for targets whose removed accounts cannot come back. The default with
+    /// `deactivate = "delete"`.
+    Recreate,
+}
+
 /// userprov configuration: the Salesforce source, the webhook, the worker and the connected apps.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +235,10 @@ struct RawApp {
     dry_run: bool,
     #[serde(default)]
     deactivate: DeactivateMode,
+    /// How a returning user's account is brought back; default: `active_true`, or `recreate`
+    /// when `deactivate = "delete"`.
+    #[serde(default)]
+    reactivate: Option<ReactivateMode>,
     #[serde(default = "default_match_on")]
     match_on: Vec<String>,
     /// SCIM attribute path → an expression over Salesforce fields, or a rule table.
@@ -240,6 +257,12 @@ struct RawApp {
     rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     deactivation_guard: Option<DeactivationGuard>,
+    /// Pauses the app while its target keeps failing; on by default.
+    #[serde(default)]
+    circuit_breaker: crate::breaker::CircuitBreakerConfig,
+    /// With `connector = "rest"`: how the app's REST/JSON user API is called.
+    #[serde(default)]
+    rest: Option<crate::connector::rest::RestSettings>,
 }
 
 /// `[apps.rate_limit]`: a token bucket shared by every call to the app from this process.
@@ -311,12 +334,16 @@ pub struct AppConfig {
     pub triggers: BTreeSet<Trigger>,
     pub dry_run: bool,
     pub deactivate: DeactivateMode,
+    pub reactivate: ReactivateMode,
     pub match_on: Vec<String>,
     pub mapping: Mapping,
     pub scope: crate::scope::Scope,
     pub groups: Option<crate::groups::GroupMapping>,
     pub rate_limit: Option<RateLimitConfig>,
     pub deactivation_guard: Option<DeactivationGuard>,
+    pub circuit_breaker: crate::breaker::CircuitBreakerConfig,
+    /// `[apps.rest]`, for `connector = "rest"`.
+    pub rest: Option<crate::connector::rest::RestSettings>,
 }
 
 impl AppConfig {
@@ -338,7 +365,7 @@ pub struct Config {
     pub log_api: LogApiConfig,
 }
 
-pub const CONNECTORS: &[&str] = &["scim2"];
+pub const CONNECTORS: &[&str] = &["scim2", "rest"];
 
 impl Config {
     /// The built-in example configuration.
@@ -361,6 +388,12 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_kinds(text, origin, CONNECTORS)
+    }
+
+    /// [`Config::parse`] for a build that registers connector kinds of its own
+    /// (`connector::registry::ConnectorKinds`): `kinds` are the accepted `connector` names.
+    pub fn parse_with_kinds(text: &str, origin: &str, kinds: &[&str]) -> Result<Self, ConfigError> {
         let fail = |issues| ConfigError {
             origin: origin.to_owned(),
             issues,
@@ -439,13 +472,13 @@ impl Config {
             if !names.insert(raw_app.name.clone()) {
                 issues.push(issue(&at, "another app has the same name"));
             }
-            if !CONNECTORS.contains(&raw_app.connector.as_str()) {
+            if !kinds.contains(&raw_app.connector.as_str()) {
                 issues.push(issue(
                     &format!("{at}.connector"),
                     &format!(
                         "unknown connector {:?}; known: {}",
                         raw_app.connector,
-                        CONNECTORS.join(", ")
+                        kinds.join(", ")
                     ),
                 ));
             }
@@ -570,6 +603,22 @@ impl Config {
                     ));
                 }
             }
+            match (&raw_app.rest, raw_app.connector.as_str()) {
+                (None, "rest") => issues.push(issue(
+                    &format!("{at}.rest"),
+                    "connector \"rest\" needs an [apps.rest] table describing the API",
+                )),
+                (Some(_), connector) if connector != "rest" => issues.push(issue(
+                    &format!("{at}.rest"),
+                    "only apps with connector = \"rest\" use [apps.rest]",
+                )),
+                (Some(rest), _) => {
+                    for (key, message) in rest.validate() {
+                        issues.push(issue(&format!("{at}.rest.{key}"), &message));
+                    }
+                }
+                (None, _) => {}
+            }
             if let Some(guard) = &raw_app.deactivation_guard
                 && !(1..=30 * 24 * 3600).contains(&guard.window_secs)
             {
@@ -578,6 +627,7 @@ impl Config {
                     "must be between 1 and 2592000 (30 days)",
                 ));
             }
+            issues.extend(raw_app.circuit_breaker.issues(&at));
             apps.push(AppConfig {
                 name: raw_app.name,
                 connector: raw_app.connector,
@@ -586,12 +636,18 @@ impl Config {
                 triggers: raw_app.triggers.into_iter().collect(),
                 dry_run: raw_app.dry_run,
                 deactivate: raw_app.deactivate,
+                reactivate: raw_app.reactivate.unwrap_or(match raw_app.deactivate {
+                    DeactivateMode::PatchActive => ReactivateMode::ActiveTrue,
+                    DeactivateMode::Delete => ReactivateMode::Recreate,
+                }),
                 match_on: raw_app.match_on,
                 mapping,
                 scope,
                 groups,
                 rate_limit: raw_app.rate_limit,
                 deactivation_guard: raw_app.deactivation_guard,
+                circuit_breaker: raw_app.circuit_breaker,
+                rest: raw_app.rest,
             });
         }
 
@@ -868,6 +924,29 @@ externalId = "Id"
                 "apps[slack].rate_limit.burst",
                 "apps[slack].rate_limit.max_wait_ms",
             ]
+        );
+    }
+
+    #[test]
+    fn reactivation_follows_the_deprovision_mode_unless_it_is_set() {
+        let reactivate = |keys: &str| {
+            let text = format!(
+                "[source]\norg_ids = [\"00D8a000002bQxTEAU\"]\n[[apps]]\nname = \"slack\"\nbase_url = \"https://scim.example.com/v2\"\nsecret = \"userprov/slack\"\n{keys}\n[apps.mapping]\nuserName = \"Username\"\n"
+            );
+            Config::parse(&text, "t").unwrap().apps[0].reactivate
+        };
+        assert_eq!(reactivate(""), ReactivateMode::ActiveTrue);
+        assert_eq!(
+            reactivate("deactivate = \"delete\""),
+            ReactivateMode::Recreate
+        );
+        assert_eq!(
+            reactivate("deactivate = \"delete\"\nreactivate = \"active_true\""),
+            ReactivateMode::ActiveTrue
+        );
+        assert_eq!(
+            reactivate("reactivate = \"recreate\""),
+            ReactivateMode::Recreate
         );
     }
 }

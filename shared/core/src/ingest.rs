@@ -8,7 +8,9 @@ use crate::error::{Classify, ErrorClass};
 use crate::ids::SalesforceId;
 use crate::job::Job;
 use crate::ports::{Clock, JobQueue, QueueError};
-use crate::salesforce::events::{EventsError, parse_events};
+use crate::salesforce::events::{
+    EVENT_RELAY_SOURCE_PREFIX, EventMessage, EventsError, parse_events,
+};
 use crate::salesforce::outbound::{NotificationError, OutboundError, parse_outbound_message};
 use crate::source::{EventSource, SourceEvent};
 
@@ -22,6 +24,10 @@ pub enum IngestError {
     ForeignOrganization(SalesforceId),
     #[error("the jobs could not all be queued: {0}")]
     Queue(#[from] QueueError),
+    #[error(
+        "the event is not an Event Relay event from Salesforce (an EventBridge event whose source is aws.partner/salesforce.com/...)"
+    )]
+    NotEventRelay,
 }
 
 impl IngestError {
@@ -32,6 +38,7 @@ impl IngestError {
             Self::Events(e) => e.code(),
             Self::ForeignOrganization(_) => "foreign_organization",
             Self::Queue(_) => "queue_unavailable",
+            Self::NotEventRelay => "not_event_relay",
         }
     }
 }
@@ -39,7 +46,7 @@ impl IngestError {
 impl Classify for IngestError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Malformed(_) | Self::Events(_) => ErrorClass::BadInput,
+            Self::Malformed(_) | Self::Events(_) | Self::NotEventRelay => ErrorClass::BadInput,
             Self::ForeignOrganization(_) => ErrorClass::Config,
             Self::Queue(e) => e.class(),
         }
@@ -133,6 +140,14 @@ impl Ingest {
         correlation_id: &str,
     ) -> Result<IngestReport, IngestError> {
         let message = parse_events(body, &self.config.events)?;
+        self.queue_events(message, correlation_id).await
+    }
+
+    async fn queue_events(
+        &self,
+        message: EventMessage,
+        correlation_id: &str,
+    ) -> Result<IngestReport, IngestError> {
         if let Some(foreign) = message
             .org_ids
             .iter()
@@ -155,6 +170,22 @@ impl Ingest {
             jobs,
             refused: Vec::new(),
         })
+    }
+
+    /// Reads one event an EventBridge rule on an Event Relay partner event bus delivered, and
+    /// queues it like [`Ingest::events`] does. EventBridge and IAM stand in for the webhook's
+    /// authentication, so only the Event Relay envelope is accepted here, not the other shapes
+    /// the webhook takes; its organization is checked as the webhook checks it.
+    pub async fn relayed_event(
+        &self,
+        event: &[u8],
+        correlation_id: &str,
+    ) -> Result<IngestReport, IngestError> {
+        let message = parse_events(event, &self.config.events)?;
+        if !is_event_relay_envelope(event) {
+            return Err(IngestError::NotEventRelay);
+        }
+        self.queue_events(message, correlation_id).await
     }
 
     /// Fans events out to every connected app and queues the jobs, all or nothing.
@@ -184,4 +215,20 @@ impl Ingest {
         );
         Ok(jobs.len())
     }
+}
+
+/// True when `event` is one EventBridge event (an object, not a batch) from a Salesforce partner
+/// event source.
+fn is_event_relay_envelope(event: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        source: std::borrow::Cow<'a, str>,
+        #[serde(rename = "detail-type")]
+        _detail_type: serde::de::IgnoredAny,
+        #[serde(rename = "detail")]
+        _detail: serde::de::IgnoredAny,
+    }
+    serde_json::from_slice::<Envelope<'_>>(event)
+        .is_ok_and(|envelope| envelope.source.starts_with(EVENT_RELAY_SOURCE_PREFIX))
 }

@@ -1,6 +1,7 @@
 //! userprov's domain. It knows nothing of AWS or Lambda: adapters for the outside world
 //! implement the traits in [`ports`].
 
+pub mod breaker;
 pub mod config;
 pub mod connector;
 pub mod credentials;
@@ -17,6 +18,7 @@ pub mod link;
 pub mod log;
 pub mod mapping;
 pub mod merge;
+pub mod metrics;
 pub mod plan;
 pub mod ports;
 pub mod preview;

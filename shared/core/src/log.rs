@@ -112,7 +112,136 @@ pub struct LogEntry {
     /// Group memberships added and removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<crate::groups::GroupChange>,
+    /// The account's attributes this entry changed (or tried to, or would in dry-run), with old
+    /// and new values where known; sensitive attributes are named without their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<AttributeChange>,
     pub duration_ms: u64,
+}
+
+impl LogEntry {
+    /// A fresh entry id. Ids from one process increase strictly, even within one millisecond,
+    /// so "newest first" (id order) agrees with the order entries were written; `Ulid::new`
+    /// alone orders same-millisecond ids at random.
+    pub fn new_id() -> String {
+        static GENERATOR: std::sync::Mutex<ulid::Generator> =
+            std::sync::Mutex::new(ulid::Generator::new());
+        let mut generator = GENERATOR
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Overflow needs 2^80 ids in one millisecond; a fresh random id is the fallback.
+        generator
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+            .to_string()
+    }
+}
+
+/// One attribute of the target account changed by a job. `attribute` is the path in the
+/// resource pushed (`title`, `name.givenName`); multi-valued attributes compare as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeChange {
+    pub attribute: String,
+    /// Absent when the account had no value, or userprov does not know it (a new or adopted
+    /// account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    /// Absent when the attribute is no longer sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+    /// The attribute is sensitive (a password, secret, token or credential): it changed, and
+    /// its values are never recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+impl AttributeChange {
+    pub fn of(attribute: &str, old: Option<Value>, new: Option<Value>) -> Self {
+        Self {
+            attribute: attribute.to_owned(),
+            old,
+            new,
+            redacted: false,
+        }
+    }
+}
+
+/// Whether a key names something whose value must never be logged.
+pub fn is_sensitive_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    ["password", "secret", "token", "credential"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
+/// The attributes that differ between the resource last pushed (`None`: not known) and the one
+/// pushed now, by path, in path order.
+pub fn attribute_changes(last_pushed: Option<&Value>, desired: &Value) -> Vec<AttributeChange> {
+    let mut old = std::collections::BTreeMap::new();
+    if let Some(last) = last_pushed {
+        flatten("", last, false, &mut old);
+    }
+    let mut new = std::collections::BTreeMap::new();
+    flatten("", desired, false, &mut new);
+    let paths: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let (before, after) = (old.get(path), new.get(path));
+            let before_value = before.map(|(v, _)| v);
+            let after_value = after.map(|(v, _)| v);
+            if before_value == after_value {
+                return None;
+            }
+            let sensitive = before.is_some_and(|(_, s)| *s) || after.is_some_and(|(_, s)| *s);
+            Some(if sensitive {
+                AttributeChange {
+                    redacted: true,
+                    ..AttributeChange::of(path, None, None)
+                }
+            } else {
+                AttributeChange::of(path, before_value.cloned(), after_value.cloned())
+            })
+        })
+        .collect()
+}
+
+/// Leaf values by dotted path; `sensitive` marks a path under a sensitive key, and arrays keep
+/// their items (with sensitive keys inside them redacted).
+fn flatten(
+    prefix: &str,
+    value: &Value,
+    sensitive: bool,
+    out: &mut std::collections::BTreeMap<String, (Value, bool)>,
+) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, child, sensitive || is_sensitive_key(key), out);
+            }
+        }
+        Value::Null => {}
+        other => {
+            let shown = if sensitive {
+                Value::Null
+            } else {
+                crate::worker::redact(other)
+            };
+            // A sensitive value is compared by its hash, never kept.
+            let compared = if sensitive {
+                use sha2::Digest;
+                Value::String(hex::encode(sha2::Sha256::digest(other.to_string())))
+            } else {
+                shown
+            };
+            out.insert(prefix.to_owned(), (compared, sensitive));
+        }
+    }
 }
 
 /// Filters for reading the log, newest first.
@@ -487,5 +616,106 @@ mod cursor_tests {
             )
             .filter_digest()
         );
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_changed_attribute_is_recorded_with_its_old_and_new_value() {
+        let before = json!({"userName": "marta", "title": "Senior Engineer",
+            "name": {"givenName": "Marta", "familyName": "Fernandes"}, "active": true});
+        let after = json!({"userName": "marta", "title": "Principal Engineer",
+            "name": {"givenName": "Marta", "familyName": "Fernandes-Silva"}, "active": true});
+        assert_eq!(
+            attribute_changes(Some(&before), &after),
+            vec![
+                AttributeChange::of(
+                    "name.familyName",
+                    Some(json!("Fernandes")),
+                    Some(json!("Fernandes-Silva"))
+                ),
+                AttributeChange::of(
+                    "title",
+                    Some(json!("Senior Engineer")),
+                    Some(json!("Principal Engineer"))
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_last_pushed_resource_every_attribute_is_new_and_old_values_are_absent() {
+        let after = json!({"userName": "marta", "emails": [{"type": "work", "value": "m@x"}]});
+        let changes = attribute_changes(None, &after);
+        assert_eq!(
+            changes,
+            vec![
+                AttributeChange::of(
+                    "emails",
+                    None,
+                    Some(json!([{"type": "work", "value": "m@x"}]))
+                ),
+                AttributeChange::of("userName", None, Some(json!("marta"))),
+            ]
+        );
+        let shown = serde_json::to_value(&changes[1]).unwrap();
+        assert_eq!(shown, json!({"attribute": "userName", "new": "marta"}));
+    }
+
+    #[test]
+    fn a_dropped_attribute_has_no_new_value() {
+        let changes = attribute_changes(Some(&json!({"title": "CTO"})), &json!({}));
+        assert_eq!(
+            changes,
+            vec![AttributeChange::of("title", Some(json!("CTO")), None)]
+        );
+    }
+
+    #[test]
+    fn a_sensitive_attribute_is_named_but_its_values_never_appear() {
+        let before = json!({"password": "Old-Secret-1", "x": {"apiToken": "tok-old"}, "pin": 1});
+        let after = json!({"password": "New-Secret-2", "x": {"apiToken": "tok-new"}, "pin": 1,
+            "roles": [{"value": "a", "credentialId": "cred-9"}]});
+        let changes = attribute_changes(Some(&before), &after);
+        let text = serde_json::to_string(&changes).unwrap();
+        for secret in [
+            "Old-Secret-1",
+            "New-Secret-2",
+            "tok-old",
+            "tok-new",
+            "cred-9",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let names: Vec<(&str, bool)> = changes
+            .iter()
+            .map(|c| (c.attribute.as_str(), c.redacted))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("password", true), ("roles", false), ("x.apiToken", true)]
+        );
+        // An unchanged secret is not reported at all.
+        let same = json!({"password": "Same-1"});
+        assert!(attribute_changes(Some(&same), &same).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod entry_id_tests {
+    use super::LogEntry;
+
+    #[test]
+    fn entry_ids_written_in_one_millisecond_still_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..2_000).map(|_| LogEntry::new_id()).collect();
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "ids out of order"
+        );
+        assert!(ids.iter().all(|id| ulid::Ulid::from_string(id).is_ok()));
     }
 }

@@ -743,4 +743,26 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn the_manager_goes_as_the_extension_object_or_as_a_bare_string() {
+        const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let mut user = marta();
+        user.fields
+            .insert("ManagerId".into(), json!("0058a00000LmN3q"));
+        let manager = SalesforceId::parse("0058a00000LmN3qAAF").unwrap();
+        let accounts = BTreeMap::from([(manager, "acct-42".to_owned())]);
+        let as_object = mapping(&format!(
+            "userName = \"Username\"\n\"{ENTERPRISE}:manager.value\" = {{ account_of = \"ManagerId\" }}"
+        ));
+        let as_string = mapping(&format!(
+            "userName = \"Username\"\n\"{ENTERPRISE}:manager\" = {{ account_of = \"ManagerId\" }}"
+        ));
+
+        let object = as_object.apply_linked(&user, &accounts).unwrap();
+        let string = as_string.apply_linked(&user, &accounts).unwrap();
+
+        assert_eq!(object[ENTERPRISE]["manager"], json!({"value": "acct-42"}));
+        assert_eq!(string[ENTERPRISE]["manager"], json!("acct-42"));
+    }
 }

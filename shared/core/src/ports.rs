@@ -68,6 +68,9 @@ pub enum Disposition {
     RetryAfter(Duration),
     /// Move it to the dead-letter queue now.
     DeadLetter { reason: String },
+    /// Make it visible again after this delay without counting this delivery as an attempt:
+    /// the app is paused by its circuit breaker and the job never reached the target.
+    Postpone(Duration),
 }
 
 /// The consuming side of a queue, for pollers (the embedded worker, redrive tooling). On AWS

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::config::{AppConfig, Config, DeactivateMode};
+use crate::config::{AppConfig, Config, DeactivateMode, ReactivateMode};
 use crate::connector::{Connector, ConnectorError, GroupOptions, MatchKey};
 use crate::error::{Classify, ErrorClass};
 use crate::groups::{DeliverAs, GroupChange, GroupMapping};
@@ -20,7 +20,8 @@ use crate::ids::SalesforceId;
 use crate::job::Job;
 use crate::link::{AccountLink, ManagedBy};
 use crate::log::{
-    ErrorInfo, LogEntry, LogStatus, Operation, RESPONSE_EXCERPT_BYTES, truncate_response,
+    AttributeChange, ErrorInfo, LogEntry, LogStatus, Operation, RESPONSE_EXCERPT_BYTES,
+    truncate_response,
 };
 use crate::plan::{Plan, plan};
 use crate::ports::{Clock, Disposition, LinkStore, LogStore, ReceivedMessage, StoreError};
@@ -79,6 +80,11 @@ struct Applied {
     request: Option<Value>,
     /// Group memberships changed (or, in dry-run, that would change).
     groups: Option<GroupChange>,
+    /// The user's Username when the job itself carries none (a change event): from the merged
+    /// snapshot or the link, for the log entry.
+    username: Option<String>,
+    /// The attributes changed (or, in dry-run, that would change).
+    changes: Vec<AttributeChange>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +101,12 @@ struct Failure {
     link_conflict: bool,
     /// The target (or the app's rate limit) throttled us: not counted as a failed attempt.
     throttling: bool,
+    /// The failure came from the connector (the target, or the way to it).
+    from_target: bool,
+    /// As [`Applied::username`].
+    username: Option<String>,
+    /// The attribute changes the attempt tried to make.
+    changes: Vec<AttributeChange>,
 }
 
 impl Failure {
@@ -110,6 +122,9 @@ impl Failure {
             request: None,
             link_conflict: false,
             throttling: false,
+            from_target: false,
+            username: None,
+            changes: Vec::new(),
         }
     }
 
@@ -130,6 +145,7 @@ impl Failure {
             response,
             request: request.map(redact),
             throttling: error.is_throttling(),
+            from_target: true,
             ..Self::new(operation, error.class(), &error.code(), error.to_string())
         }
     }
@@ -148,11 +164,7 @@ pub fn redact(value: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, v)| {
-                    let lower = key.to_ascii_lowercase();
-                    if ["password", "secret", "token"]
-                        .iter()
-                        .any(|s| lower.contains(s))
-                    {
+                    if crate::log::is_sensitive_key(key) {
                         (key.clone(), Value::String("[redacted]".into()))
                     } else {
                         (key.clone(), redact(v))
@@ -181,6 +193,8 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     holds: Option<Arc<dyn crate::ports::HoldStore>>,
+    breakers: crate::breaker::CircuitBreakers,
+    metrics: Option<Arc<dyn crate::metrics::MetricsSink>>,
 }
 
 impl Worker {
@@ -193,6 +207,7 @@ impl Worker {
         retry: RetryPolicy,
     ) -> Self {
         Self {
+            breakers: crate::breaker::CircuitBreakers::new(&config.apps),
             config,
             connectors,
             links,
@@ -200,7 +215,14 @@ impl Worker {
             clock,
             retry,
             holds: None,
+            metrics: None,
         }
+    }
+
+    /// Emits one metrics record per job attempt (EMF on AWS).
+    pub fn with_metrics(mut self, sink: Arc<dyn crate::metrics::MetricsSink>) -> Self {
+        self.metrics = Some(sink);
+        self
     }
 
     /// Where the deactivation guard keeps held jobs; without it, an app with a guard fails its
@@ -227,14 +249,17 @@ impl Worker {
         }
         let runs = groups.into_values().map(|indexes| async move {
             let mut results = Vec::with_capacity(indexes.len());
-            let mut held_back: Option<Duration> = None;
+            let mut held_back: Option<Disposition> = None;
             for index in indexes {
-                let disposition = match held_back {
-                    Some(delay) => Disposition::RetryAfter(delay),
+                let disposition = match &held_back {
+                    Some(delayed) => delayed.clone(),
                     None => self.handle_message(&messages[index]).await,
                 };
-                if let Disposition::RetryAfter(delay) = disposition {
-                    held_back = Some(delay);
+                if matches!(
+                    disposition,
+                    Disposition::RetryAfter(_) | Disposition::Postpone(_)
+                ) {
+                    held_back = Some(disposition.clone());
                 }
                 results.push((index, disposition));
             }
@@ -272,8 +297,20 @@ impl Worker {
     }
 
     async fn handle_job(&self, job: &Job, attempt: u32) -> Disposition {
+        let probe = match self.breakers.admit(&job.app, self.clock.now()) {
+            crate::breaker::Admission::Call { probe } => probe,
+            crate::breaker::Admission::Wait(wait) => {
+                tracing::debug!(
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "the app's circuit is open; the job waits"
+                );
+                return Disposition::Postpone(spread(wait));
+            }
+        };
         let started = Instant::now();
         let (result, notes) = crate::credentials::collect_notes(self.provision(job)).await;
+        self.breakers
+            .record(&job.app, probe, call_outcome(&result), self.clock.now());
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (mut entry, disposition) = match result {
             Ok(applied) => {
@@ -328,6 +365,11 @@ impl Worker {
             let mut reason: Vec<String> = entry.reason.take().into_iter().collect();
             reason.extend(notes);
             entry.reason = Some(reason.join("; "));
+        }
+        if let Some(sink) = &self.metrics {
+            let dead_lettered = matches!(disposition, Disposition::DeadLetter { .. });
+            let metrics = crate::metrics::JobMetrics::of(&entry, dead_lettered, job.source_time);
+            sink.emit(&metrics.to_emf(self.clock.now()));
         }
         match self.log.append(&entry).await {
             Ok(()) => disposition,
@@ -401,29 +443,40 @@ impl Worker {
                 .get_link(&app.name, &job.user.id)
                 .await
                 .map_err(|e| Failure::from_store(Operation::Skip, &e))?;
+            let link_username = link.as_ref().and_then(|l| l.username.clone());
             // A change event (CDC) is merged into the link's snapshot first.
             let policy = self.config.events.partial_without_snapshot;
             let job = match crate::merge::prepare(app, policy, link.as_ref(), job) {
                 crate::merge::Prepared::Ready(job) => job,
                 crate::merge::Prepared::Skip(reason) => {
-                    return Ok(outcome(Operation::Skip, LogStatus::Skipped, Some(reason)));
+                    return Ok(Applied {
+                        username: link_username,
+                        ..outcome(Operation::Skip, LogStatus::Skipped, Some(reason))
+                    });
                 }
                 crate::merge::Prepared::Fail(reason) => {
                     let code = crate::merge::PARTIAL_WITHOUT_SNAPSHOT;
-                    return Err(Failure::new(
-                        Operation::Skip,
-                        ErrorClass::Permanent,
-                        code,
-                        reason,
-                    ));
+                    return Err(Failure {
+                        username: link_username,
+                        ..Failure::new(Operation::Skip, ErrorClass::Permanent, code, reason)
+                    });
                 }
             };
             let job = job.as_ref();
-            let plan = plan(app, link.as_ref(), &job.user, job.source_time)
-                .map_err(|e| Failure::new(Operation::Skip, e.class(), e.code(), e.to_string()))?;
-            match self.execute(app, connector.as_ref(), job, link, plan).await {
+            let username = job.user.username().map(str::to_owned).or(link_username);
+            let plan =
+                plan(app, link.as_ref(), &job.user, job.source_time).map_err(|e| Failure {
+                    username: username.clone(),
+                    ..Failure::new(Operation::Skip, e.class(), e.code(), e.to_string())
+                })?;
+            let result = self.execute(app, connector.as_ref(), job, link, plan).await;
+            match result.map_err(|failure| Failure {
+                username: username.clone(),
+                ..failure
+            }) {
                 Err(failure) if failure.link_conflict => last_conflict = Some(failure),
                 Ok(mut applied) => {
+                    applied.username = username;
                     if let Some(groups) = &app.groups
                         && groups.deliver_as == DeliverAs::Groups
                     {
@@ -507,6 +560,9 @@ impl Worker {
                 )
                 .await;
         }
+        let changes = self
+            .attribute_changes(app, &plan, previous, payload.as_ref())
+            .await;
         if app.dry_run {
             let request = payload
                 .as_ref()
@@ -514,6 +570,7 @@ impl Worker {
                 .or_else(|| Some(serde_json::json!({"active": false})));
             return Ok(Applied {
                 request,
+                changes,
                 target_id: account.map(|(id, _)| id),
                 ..outcome(
                     operation,
@@ -538,10 +595,25 @@ impl Worker {
             });
         }
         let expected_version = previous.map(|l| l.version);
-        match (plan, payload, account) {
+        let result = match (plan, payload, account) {
             (Plan::CreateOrAdopt, Some(payload), _) => {
                 self.create_or_adopt(app, connector, job, previous, &payload)
                     .await
+            }
+            // The old account cannot come back: find or create one and re-link it.
+            (Plan::Reactivate, Some(payload), _) if app.reactivate == ReactivateMode::Recreate => {
+                let mut applied = self
+                    .create_or_adopt(app, connector, job, previous, &payload)
+                    .await?;
+                if applied.reason.is_none() {
+                    let how = match applied.operation {
+                        Operation::Create => "created the account again",
+                        _ => "linked the account found in the target",
+                    };
+                    applied.reason =
+                        Some(format!("reactivated (reactivate = \"recreate\"): {how}"));
+                }
+                Ok(applied)
             }
             (Plan::Update | Plan::Reactivate, Some(payload), Some((target_id, managed_by))) => {
                 match connector.update(&target_id, &payload).await {
@@ -566,6 +638,11 @@ impl Worker {
                         if app.allows(crate::config::Trigger::Create) =>
                     {
                         // The account was removed in the target: converge by creating it again.
+                        tracing::info!(
+                            app = %app.name,
+                            target_id = %target_id,
+                            "the account is gone from the target (404); creating it again"
+                        );
                         let created = connector.create(&payload).await.map_err(|e| {
                             Failure::from_connector(Operation::Create, &e, Some(&payload))
                         })?;
@@ -638,7 +715,50 @@ impl Worker {
                 "internal",
                 format!("cannot carry out {plan:?} without an account"),
             )),
+        };
+        match result {
+            Ok(applied) => Ok(Applied { changes, ..applied }),
+            Err(failure) => Err(Failure { changes, ..failure }),
         }
+    }
+
+    /// What the plan changes in the account, attribute by attribute: the desired resource
+    /// against what userprov last pushed (the link's snapshot mapped the same way). Old values
+    /// are left out when they are not known (no account yet, or no snapshot).
+    async fn attribute_changes(
+        &self,
+        app: &AppConfig,
+        plan: &Plan,
+        previous: Option<&AccountLink>,
+        desired: Option<&Value>,
+    ) -> Vec<AttributeChange> {
+        let account = previous.filter(|l| l.account().is_some());
+        if matches!(plan, Plan::Deactivate(_)) {
+            return match (account, app.deactivate) {
+                (Some(_), DeactivateMode::PatchActive) => vec![AttributeChange::of(
+                    "active",
+                    Some(Value::Bool(true)),
+                    Some(Value::Bool(false)),
+                )],
+                _ => Vec::new(),
+            };
+        }
+        let Some(desired) = desired else {
+            return Vec::new();
+        };
+        let mut last_pushed = None;
+        if !matches!(plan, Plan::CreateOrAdopt)
+            && let Some(link) = account
+            && let Some(snapshot) = &link.snapshot
+            && let Ok(accounts) = self.linked_accounts(app, snapshot).await
+            && let Ok(mut pushed) = desired_resource(app, snapshot, &accounts)
+        {
+            if let Value::Object(map) = &mut pushed {
+                map.insert("active".into(), Value::Bool(link.active));
+            }
+            last_pushed = Some(pushed);
+        }
+        crate::log::attribute_changes(last_pushed.as_ref(), desired)
     }
 
     /// The target already has the user's current state. The change is still recorded as
@@ -950,11 +1070,13 @@ impl Worker {
 
     fn entry(&self, job: &Job, attempt: u32, duration_ms: u64, applied: Applied) -> LogEntry {
         LogEntry {
-            id: ulid::Ulid::new().to_string(),
+            id: LogEntry::new_id(),
             time: self.clock.now(),
             app: job.app.clone(),
             user_id: job.user.id.to_string(),
-            username: job.user.username().map(str::to_owned),
+            username: applied
+                .username
+                .or_else(|| job.user.username().map(str::to_owned)),
             event_id: job.event_id.clone(),
             source: job.source,
             correlation_id: job.correlation_id.clone(),
@@ -968,6 +1090,7 @@ impl Worker {
             request: applied.request,
             response: None,
             groups: applied.groups,
+            changes: applied.changes,
             duration_ms,
         }
     }
@@ -1007,14 +1130,36 @@ impl Worker {
             }),
             request: failure.request,
             response: failure.response,
+            changes: failure.changes,
             ..self.entry(
                 job,
                 attempt,
                 duration_ms,
-                outcome(failure.operation, status, None),
+                Applied {
+                    username: failure.username,
+                    ..outcome(failure.operation, status, None)
+                },
             )
         }
     }
+}
+
+/// What an attempt tells the circuit breaker about the app's target.
+fn call_outcome(result: &Result<Applied, Failure>) -> crate::breaker::CallOutcome {
+    use crate::breaker::CallOutcome;
+    match result {
+        Ok(applied) if applied.status == LogStatus::Success => CallOutcome::Answered,
+        Ok(_) => CallOutcome::NoCall,
+        Err(failure) if !failure.from_target || failure.throttling => CallOutcome::NoCall,
+        Err(failure) if failure.class == ErrorClass::Transient => CallOutcome::Failed,
+        Err(_) => CallOutcome::Answered,
+    }
+}
+
+/// A paused app's jobs come back spread over a few seconds after the cool-down, not at once.
+fn spread(wait: Duration) -> Duration {
+    let extra_ms = rand::rng().random_range(0..=1_000 + wait.as_millis() / 5);
+    wait.max(Duration::from_secs(1)) + Duration::from_millis(u64::try_from(extra_ms).unwrap_or(0))
 }
 
 fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> Applied {
@@ -1026,6 +1171,8 @@ fn outcome(operation: Operation, status: LogStatus, reason: Option<String>) -> A
         reason,
         request: None,
         groups: None,
+        username: None,
+        changes: Vec::new(),
     }
 }
 
@@ -1083,7 +1230,7 @@ mod tests {
     use crate::ids::SalesforceId;
     use crate::log::{LogPage, LogQuery};
     use crate::ports::SystemClock;
-    use crate::source::{EventSource, SourceEvent, SourceUser};
+    use crate::source::{Completeness, EventSource, SourceEvent, SourceUser};
 
     #[derive(Default)]
     struct MemoryLinks(Mutex<HashMap<(String, String), AccountLink>>);
@@ -1487,5 +1634,66 @@ mod tests {
             redacted,
             json!({"userName": "a", "password": "[redacted]", "x": [{"apiToken": "[redacted]"}]})
         );
+    }
+
+    /// A change event as the events parser gives it: only what changed, no Username.
+    fn change_message(
+        user_id: &str,
+        event_id: &str,
+        completeness: Completeness,
+    ) -> ReceivedMessage {
+        let mut user = SourceUser::new(SalesforceId::parse(user_id).unwrap());
+        user.completeness = completeness;
+        if completeness == Completeness::Partial {
+            user.fields.insert("Title".into(), json!("Head of Sales"));
+        }
+        let event = SourceEvent {
+            event_id: event_id.to_owned(),
+            source: EventSource::ChangeDataCapture,
+            user,
+            event_time: None,
+        };
+        let job = Job::new("app", &event, "corr", time::OffsetDateTime::now_utc());
+        ReceivedMessage {
+            message_id: format!("m-{event_id}"),
+            receipt: "r".into(),
+            group_id: job.group_id(),
+            dedup_id: job.dedup_id(),
+            body: job.to_body().unwrap(),
+            receive_count: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_event_without_username_is_logged_with_the_username_of_the_snapshot() {
+        let f = fixture(5);
+        f.worker.handle_batch(&[message(ANA, "ana", 1)]).await;
+        f.worker
+            .handle_batch(&[change_message(ANA, "tx1:1", Completeness::Partial)])
+            .await;
+        f.worker
+            .handle_batch(&[change_message(ANA, "tx2:1", Completeness::Gap)])
+            .await;
+        f.worker
+            .handle_batch(&[change_message(BEN, "tx3:1", Completeness::Gap)])
+            .await;
+
+        let entries = f.log.0.lock().unwrap().clone();
+        let seen: Vec<(&str, Option<&str>, LogStatus)> = entries
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.username.as_deref(), e.status))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("04l-ana", Some("ana"), LogStatus::Success),
+                // Merged into the snapshot; the mapping reads no Title, so nothing to send.
+                ("tx1:1", Some("ana"), LogStatus::Skipped),
+                ("tx2:1", Some("ana"), LogStatus::Skipped),
+                // Nothing is known of this user yet: no name is made up.
+                ("tx3:1", None, LogStatus::Skipped),
+            ]
+        );
+        assert_eq!(entries[1].operation, Operation::Noop);
     }
 }

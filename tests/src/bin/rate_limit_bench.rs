@@ -3,10 +3,14 @@
 //!
 //! A limiter in front of a real scim2-server answers 429 to any request that would make more
 //! than N in the trailing second; many concurrent callers drive one connector configured with
-//! `requests_per_second = N, burst = 1`. Prints the achieved rate, the 429s, and the most
-//! requests seen in any one-second window.
+//! `requests_per_second = N, burst = 1` (or the rate and burst given). Prints the achieved
+//! rate, the 429s, and the most requests seen in any one-second window.
 //!
-//!   cargo run -p userprov-tests --bin rate_limit_bench -- [N] [seconds] [callers]
+//!   cargo run -p userprov-tests --bin rate_limit_bench -- [N] [seconds] [callers] [burst] [rate]
+//!
+//! With burst 1 every permit taken late (a waiter wakes after its permit was due) is time lost
+//! for good; a burst of b lets the bucket make up late permits, at the cost of bunching at the
+//! target (docs/performance.md has the figures).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -88,11 +92,13 @@ async fn limit(State(state): State<Limiter>, request: Request) -> Response {
 async fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
-        .map(|a| a.parse().expect("numbers: N seconds callers"))
+        .map(|a| a.parse().expect("numbers: N seconds callers burst rate"))
         .collect();
     let per_second = args.first().copied().unwrap_or(20);
     let seconds = args.get(1).copied().unwrap_or(10);
     let callers = args.get(2).copied().unwrap_or(16);
+    let burst = args.get(3).copied().unwrap_or(1);
+    let own_rate = args.get(4).copied().unwrap_or(per_second);
 
     let scim = Scim2Server::start();
     let limiter = Limiter {
@@ -122,8 +128,8 @@ async fn main() {
         .unwrap();
     let http = http_client(Duration::from_secs(10)).unwrap();
     let rate = RateLimitConfig {
-        requests_per_second: per_second as f64,
-        burst: Some(1),
+        requests_per_second: own_rate as f64,
+        burst: Some(u32::try_from(burst).unwrap()),
         max_wait_ms: 10_000,
     };
     let connector = Arc::new(
@@ -186,7 +192,7 @@ async fn main() {
     let sent = times.iter().filter(|t| **t < deadline).count();
     let rate = sent as f64 / seconds as f64;
     println!(
-        "limit {per_second}/s, {callers} callers, {seconds} s: {sent} requests reached the target in that time \
+        "limit {per_second}/s, userprov at {own_rate}/s burst {burst}, {callers} callers, {seconds} s: {sent} requests reached the target in that time \
          ({rate:.1}/s, {:.0}% of the limit; {} calls answered in all, {elapsed:.1} s), \
          {} answered 429 by the target, {} other errors, busiest one-second window {busiest} requests",
         100.0 * rate / per_second as f64,

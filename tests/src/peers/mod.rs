@@ -1,5 +1,6 @@
 //! Real peers as child processes.
 
+pub mod json_server;
 pub mod ministack;
 pub mod moto;
 pub mod oidc_provider;

@@ -11,11 +11,45 @@ use super::{PeerProcess, free_port, venv_program};
 pub struct Scim2Server {
     process: PeerProcess,
     pub token: String,
+    /// Holds the ServiceProviderConfig file of [`Scim2Server::start_announcing`].
+    _config_dir: Option<tempfile::TempDir>,
+}
+
+/// A ServiceProviderConfig like a constrained SaaS target's: no PATCH, no filtering, ETags,
+/// cursor paging only (RFC 9865), and at most `page_size` resources a page.
+pub fn constrained_config(page_size: usize) -> serde_json::Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": false},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": false, "maxResults": page_size},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": true},
+        "authenticationSchemes": [],
+        "pagination": {
+            "cursor": true,
+            "index": false,
+            "defaultPaginationMethod": "cursor",
+            "defaultPageSize": page_size,
+            "maxPageSize": page_size,
+            "cursorTimeout": 3600
+        }
+    })
 }
 
 impl Scim2Server {
     /// Starts a server of its own on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a server of its own that announces (and keeps to) this ServiceProviderConfig.
+    pub fn start_announcing(config: &serde_json::Value) -> Self {
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(config: Option<&serde_json::Value>) -> Self {
         let port = free_port();
         let token = format!("scim2-test-token-{}-{port}", std::process::id());
         let mut command = Command::new(venv_program(".venv", "scim2-server"));
@@ -28,8 +62,22 @@ impl Scim2Server {
             &token,
         ]);
         command.arg("--dynamic-tenants");
+        let mut config_dir = None;
+        if let Some(config) = config {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let path = dir.path().join("service-provider-config.json");
+            std::fs::write(&path, config.to_string()).expect("the config file is written");
+            command.arg("--service-provider-config").arg(&path);
+            // Cursors (RFC 9865) are sealed with the server's secret.
+            command.env("SCIM2_SERVER_SECRET", format!("cursor-secret-{port}"));
+            config_dir = Some(dir);
+        }
         let process = PeerProcess::start("scim2-server", command, port, Duration::from_secs(60));
-        Self { process, token }
+        Self {
+            process,
+            token,
+            _config_dir: config_dir,
+        }
     }
 
     /// The server the tests running at the moment share; it stops when the last of them drops

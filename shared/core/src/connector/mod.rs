@@ -1,5 +1,6 @@
-//! Connectors: how userprov talks to a target app. SCIM 2.0 is built in; custom connectors
-//! implement [`Connector`] and are registered by name.
+//! Connectors: how userprov talks to a target app. SCIM 2.0 and declarative REST are built
+//! in; custom connectors implement [`Connector`] and are registered by name in
+//! [`registry::ConnectorKinds`] (see docs/connectors.md).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::error::{Classify, ErrorClass};
 pub mod mock;
 pub mod rate_limit;
 pub mod registry;
+pub mod rest;
 pub mod scim;
 
 /// An account as the target reports it.
@@ -66,6 +68,10 @@ pub enum ConnectorError {
     Timeout,
     #[error("cannot reach the target: {0}")]
     Network(String),
+    /// The account changed in the target between userprov's read and its write, twice in a row
+    /// (HTTP 412 on `If-Match`): someone else is editing it; the job is tried again later.
+    #[error("the account {id} kept changing in the target while userprov updated it (HTTP 412)")]
+    VersionConflict { id: String },
     #[error("the target answered something that is not a SCIM response: {0}")]
     BadResponse(String),
     #[error("the target does not support {0}")]
@@ -110,6 +116,7 @@ impl ConnectorError {
             Self::Rejected { status, .. } => format!("http_{status}"),
             Self::Conflict { .. } => "conflict".into(),
             Self::NotFound { .. } => "not_found".into(),
+            Self::VersionConflict { .. } => "version_conflict".into(),
             Self::Unauthorized => "reauthorize".into(),
             Self::Throttled { .. } => "throttled".into(),
             Self::ServerError { status, .. } => format!("http_{status}"),
@@ -131,6 +138,7 @@ impl ConnectorError {
             | Self::ServerError { status, .. } => Some(*status),
             Self::Conflict { .. } => Some(409),
             Self::NotFound { .. } => Some(404),
+            Self::VersionConflict { .. } => Some(412),
             Self::Unauthorized => Some(401),
             _ => None,
         }
@@ -155,7 +163,8 @@ impl Classify for ConnectorError {
             | Self::RateLimited { .. }
             | Self::ServerError { .. }
             | Self::Timeout
-            | Self::Network(_) => ErrorClass::Transient,
+            | Self::Network(_)
+            | Self::VersionConflict { .. } => ErrorClass::Transient,
             Self::Credentials(_) => ErrorClass::Transient,
             Self::Rejected { status: 408, .. } => ErrorClass::Transient,
             Self::Rejected { .. }

@@ -7,12 +7,15 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION, RETRY_AFTER,
+};
 use reqwest::{Method, Url};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -23,8 +26,11 @@ use crate::log::{RESPONSE_EXCERPT_BYTES, truncate_response};
 use crate::mapping::TargetPath;
 use crate::ports::SecretValue;
 
+pub mod discovery;
 pub mod groups;
 pub mod listing;
+
+use discovery::Capabilities;
 
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
@@ -81,6 +87,12 @@ pub struct ScimConnector {
     timeout: Duration,
     auth: Arc<dyn AuthProvider>,
     rate_limit: Option<Arc<RateLimiter>>,
+    /// Read from `/ServiceProviderConfig` on first use.
+    capabilities: tokio::sync::OnceCell<Capabilities>,
+    /// The target refused a PATCH (405/501) although it announced it: PUT from now on.
+    patch_refused: AtomicBool,
+    /// The target refused a filter (501) although it announced it: read pages from now on.
+    filter_refused: AtomicBool,
 }
 
 impl fmt::Debug for ScimConnector {
@@ -100,6 +112,8 @@ struct Answer {
     location: Option<String>,
     content_type: Option<String>,
     retry_after: Option<Duration>,
+    /// The `ETag` header: the version of the resource in the answer.
+    etag: Option<String>,
     body: String,
     /// What was sent as Authorization, to scrub from any text of the answer quoted in an error.
     sent_authorization: SecretValue,
@@ -342,6 +356,7 @@ async fn read_answer(
     };
     let location = header(LOCATION);
     let content_type = header(CONTENT_TYPE);
+    let etag = header(ETAG);
     let retry_after =
         header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, OffsetDateTime::now_utc()));
     let mut status = response.status().as_u16();
@@ -367,6 +382,7 @@ async fn read_answer(
         location,
         content_type,
         retry_after,
+        etag,
         body,
         sent_authorization: authorization.clone(),
     })
@@ -422,6 +438,15 @@ fn account_from(resource: Value) -> Result<TargetAccount, ConnectorError> {
     })
 }
 
+/// `meta.version` of a resource, for targets that send no `ETag` header.
+fn version_of(resource: &Value) -> Option<String> {
+    resource
+        .get("meta")?
+        .get("version")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The resources of a ListResponse. A missing `Resources` is fine only when nothing matched.
 fn list_resources(list: Value) -> Result<Vec<Value>, ConnectorError> {
     let Value::Object(mut fields) = list else {
@@ -466,6 +491,9 @@ impl ScimConnector {
             timeout: settings.timeout,
             auth,
             rate_limit: None,
+            capabilities: tokio::sync::OnceCell::new(),
+            patch_refused: AtomicBool::new(false),
+            filter_refused: AtomicBool::new(false),
         }
     }
 
@@ -491,6 +519,25 @@ impl ScimConnector {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ConnectorError> {
+        self.send_if_match(method, url, body, None).await
+    }
+
+    /// [`Self::send`] with an `If-Match` header when a version is given.
+    async fn send_if_match(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Answer, ConnectorError> {
+        let if_match = if_match
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| {
+                ConnectorError::BadResponse(
+                    "the target's resource version cannot be sent back as If-Match".into(),
+                )
+            })?;
         let payload = body.map(Value::to_string);
         let mut refreshed = false;
         loop {
@@ -510,6 +557,9 @@ impl ScimConnector {
                 .timeout(self.timeout)
                 .header(AUTHORIZATION, header_value)
                 .header(ACCEPT, ACCEPTED_MEDIA_TYPES);
+            if let Some(version) = &if_match {
+                request = request.header(IF_MATCH, version.clone());
+            }
             if let Some(payload) = &payload {
                 request = request
                     .header(CONTENT_TYPE, SCIM_MEDIA_TYPE)
@@ -538,41 +588,144 @@ impl ScimConnector {
         }
     }
 
-    async fn put_user(&self, id: &str, resource: &Value) -> Result<Reply<()>, ConnectorError> {
-        let Value::Object(fields) = resource else {
-            return Err(ConnectorError::Config(
-                "the resource to send is not a JSON object".into(),
-            ));
-        };
-        let mut fields = fields.clone();
+    /// PUTs the full resource; `if_match` is the version it replaces, when the target uses ETags.
+    async fn put_user(
+        &self,
+        id: &str,
+        resource: Map<String, Value>,
+        if_match: Option<&str>,
+    ) -> Result<Answer, ConnectorError> {
+        let mut fields = resource;
         fields.insert("id".into(), Value::String(id.to_owned()));
         // `meta` is read-only; strict servers refuse a PUT that tries to set it.
         fields.remove("meta");
-        let answer = self
-            .send(
-                Method::PUT,
-                &self.user_url(id),
-                Some(&Value::Object(fields)),
-            )
-            .await?;
-        match answer.status {
-            404 => Err(ConnectorError::NotFound { id: id.to_owned() }),
-            _ if answer.is_success() => Ok(reply((), &answer)),
-            _ => Err(answer.failure()),
+        self.send_if_match(
+            Method::PUT,
+            &self.user_url(id),
+            Some(&Value::Object(fields)),
+            if_match,
+        )
+        .await
+    }
+
+    /// The account as it is now, with its version (the `ETag` header, else `meta.version`).
+    async fn read_user(
+        &self,
+        id: &str,
+    ) -> Result<(Map<String, Value>, Option<String>), ConnectorError> {
+        let answer = self.send(Method::GET, &self.user_url(id), None).await?;
+        if answer.status == 404 {
+            return Err(ConnectorError::NotFound { id: id.to_owned() });
         }
+        if !answer.is_success() {
+            return Err(answer.failure());
+        }
+        let resource = answer.json()?;
+        let version = answer.etag.clone().or_else(|| version_of(&resource));
+        match resource {
+            Value::Object(fields) => Ok((fields, version)),
+            _ => Err(ConnectorError::BadResponse(
+                "the answer is not a SCIM resource (not a JSON object)".into(),
+            )),
+        }
+    }
+
+    /// Replaces the account with what `build` makes of its current state. A target with ETags
+    /// gets `If-Match` with the version read; on 412 (changed meanwhile) the account is read
+    /// again and the PUT sent once more, and a second 412 is a [`ConnectorError::VersionConflict`].
+    /// Without ETags the account is read only when `build` needs it.
+    async fn replace_user(
+        &self,
+        id: &str,
+        needs_current: bool,
+        build: impl Fn(Map<String, Value>) -> Map<String, Value>,
+    ) -> Result<Reply<()>, ConnectorError> {
+        let etag = self.capabilities().await?.etag;
+        for _ in 0..2 {
+            let (current, version) = if etag || needs_current {
+                self.read_user(id).await?
+            } else {
+                (Map::new(), None)
+            };
+            let version = version.filter(|_| etag);
+            let answer = self
+                .put_user(id, build(current), version.as_deref())
+                .await?;
+            match answer.status {
+                412 if version.is_some() => {
+                    tracing::info!(
+                        path = answer.url.path(),
+                        "the account changed in the target since it was read (HTTP 412); reading it again"
+                    );
+                }
+                404 => return Err(ConnectorError::NotFound { id: id.to_owned() }),
+                _ if answer.is_success() => return Ok(reply((), &answer)),
+                _ => return Err(answer.failure()),
+            }
+        }
+        Err(ConnectorError::VersionConflict { id: id.to_owned() })
     }
 
     /// For targets without PATCH: read the account and PUT it back with the new flag.
     async fn set_active_by_put(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError> {
-        let current = self.get(id).await?;
-        let Some(account) = current.value else {
-            return Err(ConnectorError::NotFound { id: id.to_owned() });
-        };
-        let mut resource = account.resource;
-        if let Value::Object(fields) = &mut resource {
-            fields.insert("active".into(), Value::Bool(active));
+        self.replace_user(id, true, |mut resource| {
+            resource.insert("active".into(), Value::Bool(active));
+            resource
+        })
+        .await
+    }
+
+    /// False when PATCH is known not to work here (announced, or learnt from a refusal).
+    async fn uses_patch(&self) -> Result<bool, ConnectorError> {
+        Ok(self.capabilities().await?.patch && !self.patch_refused.load(Ordering::Relaxed))
+    }
+
+    /// Remembers a refused PATCH, so later calls go straight to PUT.
+    fn patch_was_refused(&self, status: u16) {
+        if !self.patch_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                base_url = %self.base_url,
+                status,
+                "the target refused PATCH although it did not say so; using PUT from now on"
+            );
         }
-        self.put_user(id, &resource).await
+    }
+
+    /// Finds accounts with the first key as a filter; `None` when the target cannot filter
+    /// (501) or ignores the filter, so the caller reads the users page by page instead.
+    async fn find_filtered(
+        &self,
+        first_path: &TargetPath,
+        first_key: &MatchKey,
+    ) -> Result<Option<(Vec<Value>, Answer)>, ConnectorError> {
+        let filter = first_path.filter_for(&first_key.value);
+        let url = format!("{}{}", self.users_url(), filter_query(&filter));
+        let answer = self.send(Method::GET, &url, None).await?;
+        if answer.status == 404 {
+            return Ok(Some((Vec::new(), answer)));
+        }
+        if answer.status == 501 {
+            if !self.filter_refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    base_url = %self.base_url,
+                    "the target refused a filter although it did not say so; reading pages from now on"
+                );
+            }
+            return Ok(None);
+        }
+        if !answer.is_success() {
+            return Err(answer.failure());
+        }
+        let resources = list_resources(answer.json()?)?;
+        if resources.iter().any(|r| !holds(r, first_path, first_key)) {
+            // It ignored the filter: the account may be on another page.
+            tracing::info!(
+                base_url = %self.base_url,
+                "the target ignored a filter; reading its users page by page"
+            );
+            return Ok(None);
+        }
+        Ok(Some((resources, answer)))
     }
 }
 
@@ -594,17 +747,31 @@ impl Connector for ScimConnector {
                 "finding an account needs at least one match key".into(),
             ));
         };
-        let filter = first_path.filter_for(&first_key.value);
-        let url = format!("{}{}", self.users_url(), filter_query(&filter));
-        let answer = self.send(Method::GET, &url, None).await?;
-        if answer.status == 404 {
-            return Ok(reply(None, &answer));
-        }
-        if !answer.is_success() {
-            return Err(answer.failure());
-        }
+        let capabilities = self.capabilities().await?;
+        let filtered = if capabilities.filter && !self.filter_refused.load(Ordering::Relaxed) {
+            self.find_filtered(first_path, first_key).await?
+        } else {
+            None
+        };
+        let (candidates, status, body) = match filtered {
+            Some((resources, answer)) => (resources, answer.status, answer.body_excerpt()),
+            None => {
+                // No usable filter: every user is read and matched here.
+                let mut candidates = Vec::new();
+                let status = self
+                    .walk_users(listing::FIND_PAGE_SIZE, |page| {
+                        candidates.extend(
+                            page.into_iter()
+                                .filter(|r| paths.iter().all(|(path, key)| holds(r, path, key))),
+                        );
+                        Ok(())
+                    })
+                    .await?;
+                (candidates, status, String::new())
+            }
+        };
         let mut matches: Vec<TargetAccount> = Vec::new();
-        for resource in list_resources(answer.json()?)? {
+        for resource in candidates {
             if !paths.iter().all(|(path, key)| holds(&resource, path, key)) {
                 continue;
             }
@@ -620,7 +787,7 @@ impl Connector for ScimConnector {
                 .collect();
             let ids: Vec<&str> = matches.iter().map(|m| m.id.as_str()).collect();
             return Err(ConnectorError::Rejected {
-                status: answer.status,
+                status,
                 scim_type: Some("ambiguous".into()),
                 detail: format!(
                     "{} accounts match {} (ids {}); userprov will not pick one: resolve it in the target",
@@ -628,10 +795,13 @@ impl Connector for ScimConnector {
                     described.join(" and "),
                     ids.join(", ")
                 ),
-                body: answer.body_excerpt(),
+                body,
             });
         }
-        Ok(reply(matches.pop(), &answer))
+        Ok(Reply {
+            value: matches.pop(),
+            http_status: Some(status),
+        })
     }
 
     async fn get(&self, id: &str) -> Result<Reply<Option<TargetAccount>>, ConnectorError> {
@@ -669,10 +839,18 @@ impl Connector for ScimConnector {
     }
 
     async fn update(&self, id: &str, resource: &Value) -> Result<Reply<()>, ConnectorError> {
-        self.put_user(id, resource).await
+        let Value::Object(fields) = resource else {
+            return Err(ConnectorError::Config(
+                "the resource to send is not a JSON object".into(),
+            ));
+        };
+        self.replace_user(id, false, |_| fields.clone()).await
     }
 
     async fn set_active(&self, id: &str, active: bool) -> Result<Reply<()>, ConnectorError> {
+        if !self.uses_patch().await? {
+            return self.set_active_by_put(id, active).await;
+        }
         let patch = active_patch(active);
         let answer = self
             .send(Method::PATCH, &self.user_url(id), Some(&patch))
@@ -680,10 +858,7 @@ impl Connector for ScimConnector {
         match answer.status {
             404 => Err(ConnectorError::NotFound { id: id.to_owned() }),
             405 | 501 => {
-                tracing::info!(
-                    status = answer.status,
-                    "the target does not support PATCH; sending the full resource"
-                );
+                self.patch_was_refused(answer.status);
                 self.set_active_by_put(id, active).await
             }
             _ if answer.is_success() => Ok(reply((), &answer)),
@@ -744,6 +919,7 @@ mod tests {
             location: None,
             content_type: Some(content_type.into()),
             retry_after: None,
+            etag: None,
             body: body.into(),
             sent_authorization: SecretValue::new("Bearer tok-123"),
         }

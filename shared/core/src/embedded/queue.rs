@@ -803,6 +803,15 @@ impl QueueConsumer for EmbeddedQueue {
                             messages.insert(seq, encode(&stored)?.as_slice())?;
                             index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
                         }
+                        Disposition::Postpone(delay) => {
+                            stored.state = MessageState::Delayed;
+                            stored.visible_at_ms = now_ms.saturating_add(duration_ms(delay));
+                            stored.receipt = None;
+                            // This delivery does not count towards maxReceiveCount.
+                            stored.receive_count = stored.receive_count.saturating_sub(1);
+                            messages.insert(seq, encode(&stored)?.as_slice())?;
+                            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
+                        }
                         Disposition::DeadLetter { reason } => {
                             messages.remove(seq)?;
                             let mut letters = txn.open_table(DEAD_LETTERS)?;
@@ -1068,6 +1077,29 @@ mod tests {
             retried[0].receive_count, 2,
             "a retry keeps the receive count"
         );
+    }
+
+    #[tokio::test]
+    async fn a_postponed_message_waits_without_using_up_its_receives() {
+        let f = Fixture::with(QueueSettings {
+            max_receives: 2,
+            ..QueueSettings::default()
+        });
+        f.queue
+            .enqueue(&[job("slack", ALICE, "a1"), job("slack", ALICE, "a2")])
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            let received = f.receive(1).await;
+            assert_eq!(events(&received), ["a1"]);
+            assert_eq!(received[0].receive_count, 1);
+            f.settle(&received[0], Disposition::Postpone(Duration::from_secs(60)))
+                .await;
+            f.clock.advance(Duration::from_secs(59));
+            assert!(f.receive(10).await.is_empty(), "the group waits too");
+            f.clock.advance(Duration::from_secs(1));
+        }
+        assert!(f.queue.dead_letters(10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

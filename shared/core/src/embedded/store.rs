@@ -78,6 +78,61 @@ impl EmbeddedStore {
     pub fn new(db: EmbeddedDb) -> Self {
         Self { db }
     }
+
+    /// Writes log entries in one transaction (all or none); an id written again replaces its
+    /// entry. Loading many entries this way is far faster than one `append` each.
+    pub async fn append_many(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        let mut prepared = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let time_outlier = check_entry_id(entry)?;
+            let encoded = serde_json::to_vec(entry).map_err(|e| {
+                StoreError::BadRequest(format!("the log entry cannot be encoded: {e}"))
+            })?;
+            prepared.push((entry.clone(), encoded, time_outlier));
+        }
+        self.db
+            .run(move |db| {
+                let txn = db.begin_write()?;
+                for (entry, encoded, time_outlier) in &prepared {
+                    write_entry(&txn, entry, encoded, *time_outlier)?;
+                }
+                txn.commit()?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn write_entry(
+    txn: &WriteTransaction,
+    entry: &LogEntry,
+    encoded: &[u8],
+    time_outlier: bool,
+) -> Result<(), Failure> {
+    let mut entries = txn.open_table(LOG_ENTRIES)?;
+    let previous = entries
+        .insert(entry.id.as_str(), encoded)?
+        .map(|v| decode_entry(v.value()))
+        .transpose()?;
+    // Writing an id again replaces the entry: its old index keys must go.
+    if let Some(previous) = previous {
+        for (index, value) in index_keys(&previous) {
+            txn.open_table(index)?
+                .remove((value.as_str(), previous.id.as_str()))?;
+        }
+    }
+    for (index, value) in index_keys(entry) {
+        txn.open_table(index)?
+            .insert((value.as_str(), entry.id.as_str()), ())?;
+    }
+    let mut outliers = txn.open_table(LOG_TIME_OUTLIERS)?;
+    if time_outlier {
+        outliers.insert(entry.id.as_str(), ())?;
+    } else {
+        outliers.remove(entry.id.as_str())?;
+    }
+    Ok(())
 }
 
 fn decode_link(bytes: &[u8]) -> Result<AccountLink, Failure> {
@@ -233,42 +288,7 @@ fn check_entry_id(entry: &LogEntry) -> Result<bool, StoreError> {
 #[async_trait]
 impl LogStore for EmbeddedStore {
     async fn append(&self, entry: &LogEntry) -> Result<(), StoreError> {
-        let time_outlier = check_entry_id(entry)?;
-        let encoded = serde_json::to_vec(entry)
-            .map_err(|e| StoreError::BadRequest(format!("the log entry cannot be encoded: {e}")))?;
-        let entry = entry.clone();
-        self.db
-            .run(move |db| {
-                let txn = db.begin_write()?;
-                {
-                    let mut entries = txn.open_table(LOG_ENTRIES)?;
-                    let previous = entries
-                        .insert(entry.id.as_str(), encoded.as_slice())?
-                        .map(|v| decode_entry(v.value()))
-                        .transpose()?;
-                    // Writing an id again replaces the entry: its old index keys must go.
-                    if let Some(previous) = previous {
-                        for (index, value) in index_keys(&previous) {
-                            txn.open_table(index)?
-                                .remove((value.as_str(), previous.id.as_str()))?;
-                        }
-                    }
-                    for (index, value) in index_keys(&entry) {
-                        txn.open_table(index)?
-                            .insert((value.as_str(), entry.id.as_str()), ())?;
-                    }
-                    let mut outliers = txn.open_table(LOG_TIME_OUTLIERS)?;
-                    if time_outlier {
-                        outliers.insert(entry.id.as_str(), ())?;
-                    } else {
-                        outliers.remove(entry.id.as_str())?;
-                    }
-                }
-                txn.commit()?;
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        self.append_many(std::slice::from_ref(entry)).await
     }
 
     async fn get_entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
@@ -715,6 +735,7 @@ mod tests {
             request: None,
             response: None,
             groups: None,
+            changes: Vec::new(),
             duration_ms: 12,
         }
     }

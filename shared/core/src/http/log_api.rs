@@ -60,7 +60,10 @@ pub fn router(state: LogApiState) -> Router {
         )),
         None => protected,
     };
-    protected.route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+    // The dashboard page carries no data; its API calls carry the token.
+    protected
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(super::dashboard::router())
 }
 
 /// Whether the request carries the bearer token; compared in constant time.
@@ -256,6 +259,9 @@ struct StatsParams {
     app: Option<String>,
 }
 
+/// The longest `/stats` range: counting reads every entry in it, so the cost stays bounded.
+pub const MAX_STATS_RANGE: time::Duration = time::Duration::days(31);
+
 /// Counts by status and by app over `[since, until)`; the last 24 hours by default.
 async fn stats(
     State(state): State<LogApiState>,
@@ -267,6 +273,15 @@ async fn stats(
         parse_time("until", params.until.as_deref())?.unwrap_or_else(OffsetDateTime::now_utc);
     let since = parse_time("since", params.since.as_deref())?
         .unwrap_or_else(|| until - time::Duration::DAY);
+    if until - since > MAX_STATS_RANGE {
+        return Err(bad_request(
+            "range_too_long",
+            format!(
+                "the range from since to until is at most {} days; ask for several ranges",
+                MAX_STATS_RANGE.whole_days()
+            ),
+        ));
+    }
     // An empty range holds no entries: zero counts, not an error.
     let stats = if since >= until {
         crate::log::LogStats::new(since, until, params.app)

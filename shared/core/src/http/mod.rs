@@ -1,6 +1,7 @@
 //! HTTP: the axum routers for the webhook and the log API. The same routers are served by
 //! `lambda_http` on AWS and by a plain server locally.
 
+pub mod dashboard;
 pub mod event_auth;
 pub mod log_api;
 pub mod webhook;

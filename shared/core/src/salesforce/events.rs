@@ -64,7 +64,7 @@ const SALESFORCE_DATETIME: &[BorrowedFormatItem<'_>] =
 
 const USER_KEY_PREFIX: &str = "005";
 const ORGANIZATION_KEY_PREFIX: &str = "00D";
-const EVENT_RELAY_SOURCE_PREFIX: &str = "aws.partner/salesforce.com/";
+pub(crate) const EVENT_RELAY_SOURCE_PREFIX: &str = "aws.partner/salesforce.com/";
 /// Platform event fields that describe the event, not the user.
 const EVENT_METADATA_FIELDS: &[&str] = &["CreatedDate", "CreatedById", "EventUuid", "ReplayId"];
 
@@ -388,11 +388,19 @@ impl Classify for EventsError {
 pub fn parse_events(body: &[u8], format: &EventFormat) -> Result<EventMessage, EventsError> {
     let text = std::str::from_utf8(body).map_err(|_| EventsError::NotUtf8)?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    check_depth(text.as_bytes())?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        // serde_json's messages name a position and a kind, never the input's content.
-        EventsError::Malformed(e.to_string())
-    })?;
+    // The depth is checked on the parsed tree, which is cheaper than a pass over the bytes; only
+    // a body that does not parse gets the byte pass, so a too-deep body is refused as such.
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            check_depth(text.as_bytes())?;
+            // serde_json's messages name a position and a kind, never the input's content.
+            return Err(EventsError::Malformed(error.to_string()));
+        }
+    };
+    if nesting(&value, 1) > MAX_DEPTH {
+        return Err(EventsError::TooDeep);
+    }
     let mut reader = Reader {
         format,
         out: EventMessage {
@@ -455,6 +463,20 @@ fn check_depth(bytes: &[u8]) -> Result<(), EventsError> {
         }
     }
     Ok(())
+}
+
+/// How deep `value` nests, counting each array and object as one level below `depth`; stops
+/// counting once past [`MAX_DEPTH`].
+fn nesting(value: &Value, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return depth;
+    }
+    let children = match value {
+        Value::Array(items) => items.iter().map(|item| nesting(item, depth + 1)).max(),
+        Value::Object(map) => map.values().map(|item| nesting(item, depth + 1)).max(),
+        _ => return depth - 1,
+    };
+    children.unwrap_or(depth).max(depth)
 }
 
 struct Reader<'f> {
@@ -728,10 +750,12 @@ impl Reader<'_> {
             if EVENT_METADATA_FIELDS.contains(&name.as_str()) {
                 continue;
             }
-            let user_field = match self.format.fields.get(&name) {
-                Some(renamed) => renamed.clone(),
-                None => name,
-            };
+            let mut user_field = name;
+            if let Some(renamed) = self.format.fields.get(&user_field) {
+                // Reuses the key's buffer: API names shrink when renamed.
+                user_field.clear();
+                user_field.push_str(renamed);
+            }
             builder.field(user_field, value)?;
         }
         let operation = match operation_value {

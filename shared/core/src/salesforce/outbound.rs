@@ -165,7 +165,7 @@ impl Classify for OutboundError {
 pub fn parse_outbound_message(body: &[u8]) -> Result<OutboundMessage, OutboundError> {
     let text = std::str::from_utf8(body).map_err(|_| OutboundError::NotUtf8)?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+    if let Some(c) = first_non_xml_char(text) {
         return Err(malformed(format_args!(
             "the body contains U+{:04X}, which XML does not allow",
             u32::from(c)
@@ -815,6 +815,19 @@ fn check_declared_encoding(declaration: &BytesDecl<'_>) -> Result<(), OutboundEr
         }
         Some(Err(error)) => Err(malformed(error)),
     }
+}
+
+/// The first character XML 1.0 does not allow, found byte-wise: in valid UTF-8 only the C0
+/// controls (bar tab, LF, CR) and U+FFFE / U+FFFF (EF BF BE, EF BF BF) are outside `Char`.
+fn first_non_xml_char(text: &str) -> Option<char> {
+    let bytes = text.as_bytes();
+    let at = bytes.iter().enumerate().position(|(i, &b)| {
+        (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+            || (b == 0xEF
+                && bytes.get(i + 1) == Some(&0xBF)
+                && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)))
+    })?;
+    text.get(at..).and_then(|rest| rest.chars().next())
 }
 
 fn is_xml_space(c: char) -> bool {

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     Answer, GROUP_SCHEMA, PATCH_OP_SCHEMA, ScimConnector, filter_query, list_resources, reply,
+    version_of,
 };
 use crate::connector::{ConnectorError, GroupOptions, Reply};
 use crate::groups::MemberRemoval;
@@ -89,10 +90,17 @@ impl ScimConnector {
         name: &str,
     ) -> Result<Reply<Option<String>>, ConnectorError> {
         let filter = format!("displayName eq {}", quoted(name));
-        let mut url = format!("{}{}", self.groups_url(), filter_query(&filter));
+        let mut filtered = self.capabilities().await?.filter
+            && !self
+                .filter_refused
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let mut url = if filtered {
+            format!("{}{}", self.groups_url(), filter_query(&filter))
+        } else {
+            format!("{}?startIndex=1&count=100", self.groups_url())
+        };
         let mut found: Vec<String> = Vec::new();
         let mut seen = 0usize;
-        let mut filtered = true;
         for _ in 0..MAX_GROUP_PAGES {
             let answer = self.send(Method::GET, &url, None).await?;
             if answer.status == 404 {
@@ -199,6 +207,9 @@ impl ScimConnector {
         } else {
             remove_members_patches(member_ids, options.chunk_size, options.member_removal)
         };
+        if !self.uses_patch().await? {
+            return self.change_members_by_put(group_id, member_ids, add).await;
+        }
         let mut last: Option<Answer> = None;
         for patch in &patches {
             let answer = self
@@ -210,7 +221,10 @@ impl ScimConnector {
                         id: format!("group {group_id}"),
                     });
                 }
-                405 | 501 => return self.change_members_by_put(group_id, member_ids, add).await,
+                405 | 501 => {
+                    self.patch_was_refused(answer.status);
+                    return self.change_members_by_put(group_id, member_ids, add).await;
+                }
                 _ if answer.is_success() => last = Some(answer),
                 _ => return Err(answer.failure()),
             }
@@ -221,72 +235,88 @@ impl ScimConnector {
         })
     }
 
+    /// Without PATCH: reads the group and PUTs it back with the member list changed. With
+    /// ETags the PUT carries `If-Match`, and a 412 reads the group again once.
     async fn change_members_by_put(
         &self,
         group_id: &str,
         member_ids: &[String],
         add: bool,
     ) -> Result<Reply<()>, ConnectorError> {
-        let answer = self
-            .send(Method::GET, &self.group_url(group_id), None)
-            .await?;
-        if answer.status == 404 {
-            return Err(ConnectorError::NotFound {
-                id: format!("group {group_id}"),
-            });
-        }
-        if !answer.is_success() {
-            return Err(answer.failure());
-        }
-        let Value::Object(mut group) = answer.json()? else {
-            return Err(ConnectorError::BadResponse(
-                "the group is not a JSON object".into(),
-            ));
-        };
-        let members = match group.get("members") {
-            Some(Value::Array(members)) => members.clone(),
-            // An empty group may be shown without `members`; removing from it is done.
-            None if !add => return Ok(reply((), &answer)),
-            _ => {
-                return Err(ConnectorError::Unsupported(
-                    "membership changes on a group whose members it does not list, without PATCH (userprov will not replace a member list it cannot see)".into(),
-                ));
+        let etag = self.capabilities().await?.etag;
+        for _ in 0..2 {
+            let answer = self
+                .send(Method::GET, &self.group_url(group_id), None)
+                .await?;
+            if answer.status == 404 {
+                return Err(ConnectorError::NotFound {
+                    id: format!("group {group_id}"),
+                });
             }
-        };
-        let is_member = |m: &Value, id: &str| m.get("value").and_then(Value::as_str) == Some(id);
-        let mut next: Vec<Value> = if add {
-            members.clone()
-        } else {
-            members
-                .iter()
-                .filter(|m| !member_ids.iter().any(|id| is_member(m, id)))
-                .cloned()
-                .collect()
-        };
-        if add {
-            for id in member_ids {
-                if !next.iter().any(|m| is_member(m, id)) {
-                    next.push(json!({ "value": id }));
+            if !answer.is_success() {
+                return Err(answer.failure());
+            }
+            let group = answer.json()?;
+            let version = answer
+                .etag
+                .clone()
+                .or_else(|| version_of(&group))
+                .filter(|_| etag);
+            let Value::Object(mut group) = group else {
+                return Err(ConnectorError::BadResponse(
+                    "the group is not a JSON object".into(),
+                ));
+            };
+            let members = match group.get("members") {
+                Some(Value::Array(members)) => members.clone(),
+                // An empty group may be shown without `members`; removing from it is done.
+                None if !add => return Ok(reply((), &answer)),
+                _ => {
+                    return Err(ConnectorError::Unsupported(
+                        "membership changes on a group whose members it does not list, without PATCH (userprov will not replace a member list it cannot see)".into(),
+                    ));
+                }
+            };
+            let is_member =
+                |m: &Value, id: &str| m.get("value").and_then(Value::as_str) == Some(id);
+            let mut next: Vec<Value> = if add {
+                members.clone()
+            } else {
+                members
+                    .iter()
+                    .filter(|m| !member_ids.iter().any(|id| is_member(m, id)))
+                    .cloned()
+                    .collect()
+            };
+            if add {
+                for id in member_ids {
+                    if !next.iter().any(|m| is_member(m, id)) {
+                        next.push(json!({ "value": id }));
+                    }
                 }
             }
+            if next == members {
+                return Ok(reply((), &answer));
+            }
+            group.insert("members".into(), Value::Array(next));
+            group.remove("meta");
+            let answer = self
+                .send_if_match(
+                    Method::PUT,
+                    &self.group_url(group_id),
+                    Some(&Value::Object(group)),
+                    version.as_deref(),
+                )
+                .await?;
+            match answer.status {
+                412 if version.is_some() => continue,
+                _ if answer.is_success() => return Ok(reply((), &answer)),
+                _ => return Err(answer.failure()),
+            }
         }
-        if next.len() == members.len() && next == members {
-            return Ok(reply((), &answer));
-        }
-        group.insert("members".into(), Value::Array(next));
-        group.remove("meta");
-        let answer = self
-            .send(
-                Method::PUT,
-                &self.group_url(group_id),
-                Some(&Value::Object(group)),
-            )
-            .await?;
-        if answer.is_success() {
-            Ok(reply((), &answer))
-        } else {
-            Err(answer.failure())
-        }
+        Err(ConnectorError::VersionConflict {
+            id: format!("group {group_id}"),
+        })
     }
 }
 

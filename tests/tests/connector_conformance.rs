@@ -1,0 +1,116 @@
+//! The connector conformance kit (`userprov_tests::conformance`) run against each built-in
+//! connector on a real target: SCIM on scim2-server, REST on json-server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use userprov_core::connector::rest::{RestConnector, RestSettings};
+use userprov_core::connector::scim::{ScimConnector, ScimSettings, http_client};
+use userprov_core::connector::{Connector, ConnectorError};
+use userprov_core::credentials::AuthProvider;
+use userprov_core::ports::SecretValue;
+use userprov_tests::conformance::{self, Subject};
+use userprov_tests::peers::json_server::{JsonServer, REST_SETTINGS};
+use userprov_tests::peers::scim2_server::Scim2Server;
+use userprov_tests::scim_contract::user_resource;
+
+struct Bearer(String);
+
+#[async_trait]
+impl AuthProvider for Bearer {
+    async fn authorization(&self) -> Result<SecretValue, ConnectorError> {
+        Ok(SecretValue::new(format!("Bearer {}", self.0)))
+    }
+    async fn refresh(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[apps.rest]` of the json-server profile, as the config file gives it.
+pub fn json_server_settings() -> RestSettings {
+    let table: toml::Table = toml::from_str(REST_SETTINGS).unwrap();
+    table["apps"]["rest"].clone().try_into().unwrap()
+}
+
+#[tokio::test]
+async fn the_scim_connector_conforms_on_scim2_server() {
+    let server = Scim2Server::shared();
+    let base_url = server.tenant_url("conformance");
+    let token = server.token.clone();
+    let make = || -> Arc<dyn Connector> {
+        Arc::new(ScimConnector::new(
+            http_client(TIMEOUT).unwrap(),
+            ScimSettings {
+                base_url: base_url.clone(),
+                timeout: TIMEOUT,
+            },
+            Arc::new(Bearer(token.clone())),
+        ))
+    };
+    let report = conformance::run(
+        &Subject {
+            connector: &make,
+            new_account: &|tag| {
+                let email = format!("marta.{tag}@acme.example");
+                user_resource(&email, &email, &format!("0058a00000LmN2p-{tag}"))
+            },
+            match_attribute: "userName",
+            changed_attribute: "title",
+            has_delete: true,
+        },
+        "scim",
+    )
+    .await;
+    assert_eq!(report.checks.len(), 11, "{report:?}");
+}
+
+#[tokio::test]
+async fn the_rest_connector_conforms_on_json_server() {
+    let server = JsonServer::start();
+    let base_url = server.url();
+    let token = server.token.clone();
+    let make = || -> Arc<dyn Connector> {
+        Arc::new(
+            RestConnector::new(
+                http_client(TIMEOUT).unwrap(),
+                &base_url,
+                TIMEOUT,
+                json_server_settings(),
+                Arc::new(Bearer(token.clone())),
+            )
+            .unwrap(),
+        )
+    };
+    let new_account = |tag: &str| -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "email": format!("marta.{tag}@acme.example"),
+            "name": "Marta Fernandes",
+            "title": "Engineer",
+            "active": true
+        })
+    };
+    let report = conformance::run(
+        &Subject {
+            connector: &make,
+            new_account: &new_account,
+            match_attribute: "email",
+            changed_attribute: "title",
+            has_delete: true,
+        },
+        "rest",
+    )
+    .await;
+    assert_eq!(report.checks.len(), 11, "{report:?}\n{}", server.log());
+    let stored = server.users().await;
+    assert!(
+        stored.iter().all(|u| u.get("schemas").is_none()),
+        "SCIM bookkeeping is not sent to a REST API: {stored:?}"
+    );
+}

@@ -132,12 +132,12 @@ test -s "$out/lambdas.md" || { echo "no Lambda figures (bench-lambdas section of
 step "(7) Scale: users imported and provisioned end to end (bench-import.sh)"
 if [ "$quick" = 1 ]; then
   if grep -q -- '--quick' infra/scripts/bench-import.sh; then
-    run env DRAIN=1 bash infra/scripts/bench-import.sh --quick | tee "$out/scale.txt"
+    run env DRAIN=1 bash infra/scripts/bench-import.sh --quick 2>&1 | tee "$out/scale.txt"
   else
-    run env DRAIN=1 bash infra/scripts/bench-import.sh 300 "$bin/userprov" | tee "$out/scale.txt"
+    run env DRAIN=1 bash infra/scripts/bench-import.sh 300 "$bin/userprov" 2>&1 | tee "$out/scale.txt"
   fi
 else
-  run env DRAIN=1 WORKERS=4 bash infra/scripts/bench-import.sh "${SCALE_USERS:-100000}" "$bin/userprov" | tee "$out/scale.txt"
+  run env DRAIN=1 WORKERS=4 bash infra/scripts/bench-import.sh "${SCALE_USERS:-100000}" "$bin/userprov" 2>&1 | tee "$out/scale.txt"
 fi
 
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.env"

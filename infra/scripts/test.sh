@@ -28,4 +28,7 @@ SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1 -t temp
 step "The demo, as the README runs it"
 cargo run --quiet --locked -p userprov-cli -- demo
 
+step "The benchmark suite in quick mode (checks that every driver still works; no figure is judged)"
+bash infra/scripts/bench.sh --quick
+
 printf '\nAll checks passed in %ss.\n' "$(( $(date +%s) - started ))"

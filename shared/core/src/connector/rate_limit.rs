@@ -8,7 +8,9 @@
 //! Targets count requests per second (a sliding or a fixed window), so on top of the grid no more
 //! than `requests_per_second` permits are handed out in any window of one second plus a small
 //! margin: a burst never adds to a full second's worth, and the margin absorbs the few
-//! milliseconds by which requests reach the target later than their permit.
+//! milliseconds by which requests reach the target later than their permit. A burst larger
+//! than a second's worth (a per-minute quota that allows bursts) is allowed as configured, and
+//! then counts against the time its permits stand for.
 //!
 //! A call waits for its permit only as long as `max_wait`: when its slot is further away than
 //! that, it fails with [`ConnectorError::RateLimited`] and the worker puts the job back on the
@@ -61,8 +63,13 @@ impl Schedule {
             ));
         }
         let period = config.period();
-        // Whole permits per second (at least one); below 1/s the window is one period.
-        let window_permits = (rate.floor() as usize).clamp(1, MAX_WINDOW_PERMITS);
+        // Whole permits per second, or the burst when it is larger (a target that allows
+        // bursts above its per-second rate, like a per-minute quota); below 1/s and burst 1
+        // the window is one period.
+        let burst_permits = usize::try_from(burst).unwrap_or(MAX_WINDOW_PERMITS);
+        let window_permits = (rate.floor() as usize)
+            .clamp(1, MAX_WINDOW_PERMITS)
+            .max(burst_permits.min(MAX_WINDOW_PERMITS));
         let counted = u32::try_from(window_permits).unwrap_or(u32::MAX);
         let window = period.saturating_mul(counted);
         Ok(Self {
@@ -271,6 +278,19 @@ mod tests {
         // And the margin leaves room for the lateness of the count at the target.
         assert_eq!(busiest(&granted, ms(1015)), 20);
         assert!(granted.len() >= 190, "{}", granted.len());
+    }
+
+    #[test]
+    fn a_burst_larger_than_a_seconds_worth_passes_and_is_paid_back_before_the_next() {
+        // A per-minute quota: 3 a second sustained, bursts of 20.
+        let mut pacer = schedule(3.0, 20);
+        let t0 = Instant::now();
+        let burst: Vec<_> = (0..20).map(|_| pacer.reserve(t0, LONG).unwrap()).collect();
+        assert!(burst.iter().all(|slot| *slot == t0));
+        let next = pacer.reserve(t0, LONG).unwrap().duration_since(t0);
+        // Twenty permits stand for 20/3 s; the next waits that long (plus the margin).
+        let paid_back = Duration::from_secs_f64(1.0 / 3.0) * 20;
+        assert_eq!(next, paid_back + paid_back / 50);
     }
 
     #[test]

@@ -101,8 +101,78 @@ pub struct Interference {
     pub headers: Vec<(String, String)>,
 }
 
+/// A huge answer scripted for the next request with `method`: `size` bytes of a JSON document
+/// that never ends, streamed in chunks, with or without a `Content-Length` saying so.
+#[derive(Debug, Clone)]
+struct HugeAnswer {
+    method: String,
+    status: u16,
+    size: u64,
+    declare_length: bool,
+    streamed: Streamed,
+}
+
+/// How much of a huge answer the proxy handed over before the client stopped reading.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    bytes: Arc<AtomicU64>,
+    finished: tokio::sync::watch::Sender<bool>,
+}
+
+impl Streamed {
+    fn new() -> Self {
+        Self {
+            bytes: Arc::default(),
+            finished: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// The bytes of the body handed to the connection so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the answer is over: sent whole, or dropped because the client hung up.
+    pub async fn finished(&self) {
+        let mut finished = self.finished.subscribe();
+        finished.wait_for(|done| *done).await.unwrap();
+    }
+}
+
+/// The body of a huge answer; marks the answer finished when hyper drops it.
+struct HugeBody {
+    left: u64,
+    streamed: Streamed,
+}
+
+impl futures::Stream for HugeBody {
+    type Item = Result<axum::body::Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        const CHUNK: &[u8] = &[b'x'; 64 * 1024];
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let size = self.left.min(CHUNK.len() as u64);
+        self.left -= size;
+        self.streamed.bytes.fetch_add(size, Ordering::SeqCst);
+        let chunk = axum::body::Bytes::from_static(&CHUNK[..size as usize]);
+        std::task::Poll::Ready(Some(Ok(chunk)))
+    }
+}
+
+impl Drop for HugeBody {
+    fn drop(&mut self) {
+        self.streamed.finished.send_replace(true);
+    }
+}
+
 #[derive(Clone)]
 struct ProxyState {
+    huge: Arc<Mutex<VecDeque<HugeAnswer>>>,
     upstream: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
     interferences: Arc<Mutex<VecDeque<Interference>>>,
@@ -124,6 +194,7 @@ impl FaultProxy {
     /// Starts a proxy on a free loopback port in front of `upstream` (scheme, host and port).
     pub async fn start(upstream: &str) -> Self {
         let state = ProxyState {
+            huge: Arc::default(),
             upstream: upstream.trim_end_matches('/').to_owned(),
             faults: Arc::default(),
             interferences: Arc::default(),
@@ -162,6 +233,28 @@ impl FaultProxy {
     /// The next request with the fault's method gets the fault's status, body and headers.
     pub fn fail_next_with(&self, fault: Fault) {
         self.state.faults.lock().unwrap().push_back(fault);
+    }
+
+    /// The next request with `method` is answered with `status` and a body of `size` bytes (a
+    /// JSON document that never closes), streamed; with `declare_length` the answer says its
+    /// size in `Content-Length` up front, else it is sent chunked. The returned handle tells how
+    /// much of it the client took.
+    pub fn answer_next_with_huge_body(
+        &self,
+        method: &str,
+        status: u16,
+        size: u64,
+        declare_length: bool,
+    ) -> Streamed {
+        let streamed = Streamed::new();
+        self.state.huge.lock().unwrap().push_back(HugeAnswer {
+            method: method.to_owned(),
+            status,
+            size,
+            declare_length,
+            streamed: streamed.clone(),
+        });
+        streamed
     }
 
     /// Sends the interference's request upstream just before the next request with its
@@ -225,6 +318,40 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .position(|f| f.method.eq_ignore_ascii_case(&method));
         position.and_then(|p| faults.remove(p))
     };
+    let huge = {
+        let mut queue = state.huge.lock().unwrap();
+        let position = queue
+            .iter()
+            .position(|h| h.method.eq_ignore_ascii_case(&method));
+        position.and_then(|p| queue.remove(p))
+    };
+    if let Some(huge) = huge {
+        state
+            .seen
+            .lock()
+            .unwrap()
+            .push((method, path_and_query, huge.status));
+        const OPENING: &[u8] = br#"{"id": "x", "padding": ""#;
+        let opening = futures::stream::once(async {
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(OPENING))
+        });
+        let rest = HugeBody {
+            left: huge.size.saturating_sub(OPENING.len() as u64),
+            streamed: huge.streamed,
+        };
+        let mut response =
+            Response::new(Body::from_stream(futures::StreamExt::chain(opening, rest)));
+        *response.status_mut() = StatusCode::from_u16(huge.status).unwrap();
+        response
+            .headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        if huge.declare_length {
+            response
+                .headers_mut()
+                .insert("content-length", huge.size.to_string().parse().unwrap());
+        }
+        return response;
+    }
     let outage = *state.outage.lock().unwrap();
     let fault = fault.or_else(|| {
         outage.map(|status| Fault {

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Classify, ErrorClass};
 
+pub mod exchange;
 pub mod mock;
 pub mod rate_limit;
 pub mod registry;

@@ -8,13 +8,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Map, Value};
 
+use super::exchange::{Answer, Exchange};
 use super::rate_limit::RateLimiter;
 use super::{Connector, ConnectorError, MatchKey, Reply, TargetAccount};
 use crate::credentials::AuthProvider;
@@ -23,7 +23,6 @@ use crate::mapping::TargetPath;
 pub mod answer;
 pub mod settings;
 
-use answer::Answer;
 pub use settings::{ActiveField, BodyShape, HttpMethod, RestFind, RestOperation, RestSettings};
 
 pub struct RestConnector {
@@ -41,34 +40,6 @@ impl fmt::Debug for RestConnector {
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// `error` and its sources, for messages (reqwest's own text alone rarely says why).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-fn transport_error(error: reqwest::Error) -> ConnectorError {
-    if error.is_timeout() {
-        ConnectorError::Timeout
-    } else if error.is_builder() {
-        ConnectorError::Config(format!(
-            "cannot build the request, check base_url and the paths: {}",
-            error_chain(&error)
-        ))
-    } else {
-        ConnectorError::Network(error_chain(&error))
     }
 }
 
@@ -163,51 +134,15 @@ impl RestConnector {
         body: Option<&Value>,
     ) -> Result<Answer, ConnectorError> {
         let url = format!("{}{path}", self.base_url);
-        let payload = body.map(Value::to_string);
-        let mut refreshed = false;
-        loop {
-            if let Some(limiter) = &self.rate_limit {
-                limiter.acquire().await?;
-            }
-            let authorization = self.auth.authorization().await?;
-            let mut header_value = HeaderValue::from_str(authorization.expose()).map_err(|_| {
-                ConnectorError::Credentials(
-                    "the credentials do not form a valid Authorization header".into(),
-                )
-            })?;
-            header_value.set_sensitive(true);
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .timeout(self.timeout)
-                .header(AUTHORIZATION, header_value)
-                .header(ACCEPT, "application/json");
-            if let Some(payload) = &payload {
-                request = request
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(payload.clone());
-            }
-            let started = Instant::now();
-            let response = request.send().await.map_err(transport_error)?;
-            let answer = Answer::read(response, &authorization).await?;
-            tracing::debug!(
-                method = %method,
-                path = answer.url.path(),
-                status = answer.status,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "REST exchange"
-            );
-            if answer.status == 401 && !refreshed {
-                tracing::info!(
-                    path = answer.url.path(),
-                    "the target refused the credentials; refreshing them once"
-                );
-                refreshed = true;
-                self.auth.refresh().await?;
-                continue;
-            }
-            return Ok(answer);
+        Exchange {
+            http: &self.http,
+            timeout: self.timeout,
+            auth: self.auth.as_ref(),
+            rate_limit: self.rate_limit.as_deref(),
+            dialect: &answer::REST,
         }
+        .send(method, &url, body, None)
+        .await
     }
 
     /// The body an operation sends for `resource` (the mapped attributes) or `active`.

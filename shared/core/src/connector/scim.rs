@@ -8,23 +8,21 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION, RETRY_AFTER,
-};
-use reqwest::{Method, Url};
+use reqwest::Method;
+use reqwest::header::HeaderValue;
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
-use time::macros::format_description;
 
+use super::exchange::{Dialect, ErrorDetail, Exchange};
 use super::rate_limit::RateLimiter;
 use super::{Connector, ConnectorError, GroupOptions, MatchKey, Reply, TargetAccount};
 use crate::credentials::AuthProvider;
-use crate::log::{RESPONSE_EXCERPT_BYTES, truncate_response};
 use crate::mapping::TargetPath;
-use crate::ports::SecretValue;
+
+pub(crate) use super::exchange::Answer;
+pub use super::exchange::{MAX_RESPONSE_BYTES, USER_AGENT, http_client, parse_retry_after};
 
 pub mod discovery;
 pub mod groups;
@@ -34,7 +32,6 @@ use discovery::Capabilities;
 
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
-const ACCEPTED_MEDIA_TYPES: &str = "application/scim+json, application/json";
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The PATCH body that sets a user's `active` flag.
 pub fn active_patch(active: bool) -> Value {
@@ -50,11 +47,28 @@ pub fn filter_query(filter: &str) -> String {
 }
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-/// The largest answer read from a target; a User or a page of them is far smaller.
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
-pub const USER_AGENT: &str = concat!("userprov/", env!("CARGO_PKG_VERSION"));
-/// How much of an unexpected answer goes into an error's short detail.
-const DETAIL_CHARS: usize = 200;
+
+/// How SCIM targets are spoken to and read.
+static SCIM: Dialect = Dialect {
+    name: "SCIM",
+    accept: "application/scim+json, application/json",
+    content_type: SCIM_MEDIA_TYPE,
+    json_name: "SCIM JSON",
+    expected_body: "a resource",
+    address_settings: "base_url",
+    error_detail: |body| {
+        let read = ScimErrorBody::parse(body);
+        ErrorDetail {
+            detail: read.detail,
+            scim_type: read.scim_type,
+        }
+    },
+    embedded_status: |body| {
+        ScimErrorBody::is_error_message(body)
+            .then(|| ScimErrorBody::parse(body).status)
+            .flatten()
+    },
+};
 
 /// Where a SCIM target is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,22 +77,6 @@ pub struct ScimSettings {
     pub base_url: String,
     /// The limit for one HTTP exchange, answer included.
     pub timeout: Duration,
-}
-
-/// A reqwest client suitable for targets: rustls, no redirects followed (a redirect is a
-/// BadResponse naming the Location host, and no credentials are ever sent to another host),
-/// User-Agent "userprov/<version>", connect+request timeouts.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConnectorError> {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| {
-            ConnectorError::Config(format!("cannot build the HTTP client: {}", error_chain(&e)))
-        })
 }
 
 pub struct ScimConnector {
@@ -101,135 +99,6 @@ impl fmt::Debug for ScimConnector {
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// A target's answer, read in full (up to [`MAX_RESPONSE_BYTES`]).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    url: Url,
-    location: Option<String>,
-    content_type: Option<String>,
-    retry_after: Option<Duration>,
-    /// The `ETag` header: the version of the resource in the answer.
-    etag: Option<String>,
-    body: String,
-    /// What was sent as Authorization, to scrub from any text of the answer quoted in an error.
-    sent_authorization: SecretValue,
-}
-
-impl Answer {
-    fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    fn is_html(&self) -> bool {
-        self.content_type
-            .as_deref()
-            .is_some_and(|t| t.to_ascii_lowercase().contains("html"))
-            || self.body.trim_start().starts_with('<')
-    }
-
-    /// The body as JSON, for calls whose answer must carry a resource.
-    fn json(&self) -> Result<Value, ConnectorError> {
-        let status = self.status;
-        if self.is_html() {
-            return Err(ConnectorError::BadResponse(format!(
-                "HTTP {status} with an HTML page instead of SCIM JSON; check base_url"
-            )));
-        }
-        if self.body.trim().is_empty() {
-            return Err(ConnectorError::BadResponse(format!(
-                "HTTP {status} with an empty body where a resource was expected"
-            )));
-        }
-        serde_json::from_str(&self.body).map_err(|_| {
-            ConnectorError::BadResponse(format!(
-                "HTTP {status} with a body that is not JSON: {}",
-                self.excerpt()
-            ))
-        })
-    }
-
-    /// `text` from the answer, safe to quote in an error.
-    fn quotable(&self, text: &str) -> String {
-        scrub(text, &self.sent_authorization)
-    }
-
-    /// The start of the body, safe to keep with an error.
-    fn body_excerpt(&self) -> String {
-        truncate_response(&self.quotable(&self.body), RESPONSE_EXCERPT_BYTES)
-    }
-
-    /// A short, one-line view of the body for error details.
-    fn excerpt(&self) -> String {
-        if self.body.trim().is_empty() {
-            return "(empty body)".into();
-        }
-        if self.is_html() {
-            return "(an HTML page)".into();
-        }
-        let line: String = self
-            .quotable(&self.body)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut short: String = line.chars().take(DETAIL_CHARS).collect();
-        if short.len() < line.len() {
-            short.push('…');
-        }
-        short
-    }
-
-    /// The error a non-success answer stands for. Callers handle 404 first where it means
-    /// "no such account".
-    fn failure(&self) -> ConnectorError {
-        let scim = ScimErrorBody::parse(&self.body);
-        let detail = scim
-            .detail
-            .map(|d| self.quotable(&d))
-            .unwrap_or_else(|| self.excerpt());
-        let status = self.status;
-        match status {
-            300..=399 => ConnectorError::BadResponse(self.redirect_message()),
-            401 => ConnectorError::Unauthorized,
-            409 => ConnectorError::Conflict { detail },
-            429 => ConnectorError::Throttled {
-                status,
-                retry_after: self.retry_after,
-            },
-            500..=599 => ConnectorError::ServerError {
-                status,
-                detail,
-                retry_after: self.retry_after,
-            },
-            200..=299 => ConnectorError::BadResponse(format!(
-                "HTTP {status} where it was not expected: {detail}"
-            )),
-            _ => ConnectorError::Rejected {
-                status,
-                scim_type: scim.scim_type,
-                detail,
-                body: self.body_excerpt(),
-            },
-        }
-    }
-
-    fn redirect_message(&self) -> String {
-        let target = self.location.as_deref().and_then(|l| self.url.join(l).ok());
-        let place = match target.as_ref().and_then(Url::host_str) {
-            Some(host) if Some(host) == self.url.host_str() => {
-                format!("another address on the same host {host}")
-            }
-            Some(host) => format!("host {host}"),
-            None => "an address it did not give".into(),
-        };
-        format!(
-            "HTTP {} redirect to {place}; userprov does not follow redirects (credentials stay with the \
-             configured host): set base_url to the final address",
-            self.status
-        )
     }
 }
 
@@ -270,122 +139,6 @@ impl ScimErrorBody {
     fn is_error_message(body: &str) -> bool {
         body.contains(ERROR_SCHEMA)
     }
-}
-
-/// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let http_date = format_description!(
-        "[weekday repr:short case_sensitive:false], [day] [month repr:short case_sensitive:false] [year] \
-         [hour]:[minute]:[second] GMT"
-    );
-    let when = time::PrimitiveDateTime::parse(value, &http_date)
-        .ok()?
-        .assume_utc();
-    // A date in the past means "now".
-    Some(Duration::try_from(when - now).unwrap_or(Duration::ZERO))
-}
-
-/// `error` and its sources, for messages (reqwest's own text alone rarely says why).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-fn transport_error(error: reqwest::Error) -> ConnectorError {
-    if error.is_timeout() {
-        ConnectorError::Timeout
-    } else if error.is_builder() {
-        ConnectorError::Config(format!(
-            "cannot build the request, check base_url: {}",
-            error_chain(&error)
-        ))
-    } else {
-        ConnectorError::Network(error_chain(&error))
-    }
-}
-
-/// Removes the Authorization value, and the credential inside it, from text a target sent.
-/// A credential too short to be a real secret is left alone rather than blotting out every
-/// occurrence of a common letter.
-fn scrub(text: &str, authorization: &SecretValue) -> String {
-    const SHORTEST_SCRUBBED: usize = 6;
-    let header = authorization.expose();
-    let credential = header.split_once(' ').map_or(header, |(_, c)| c).trim();
-    let mut text = text.to_owned();
-    for secret in [header, credential] {
-        if secret.len() >= SHORTEST_SCRUBBED && text.contains(secret) {
-            text = text.replace(secret, "<redacted>");
-        }
-    }
-    text
-}
-
-async fn read_answer(
-    mut response: reqwest::Response,
-    authorization: &SecretValue,
-) -> Result<Answer, ConnectorError> {
-    let too_large = |size: String| {
-        ConnectorError::BadResponse(format!(
-            "the answer is {size} bytes, over the 1 MiB userprov reads"
-        ))
-    };
-    if let Some(length) = response.content_length()
-        && length > MAX_RESPONSE_BYTES as u64
-    {
-        return Err(too_large(length.to_string()));
-    }
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let location = header(LOCATION);
-    let content_type = header(CONTENT_TYPE);
-    let etag = header(ETAG);
-    let retry_after =
-        header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, OffsetDateTime::now_utc()));
-    let mut status = response.status().as_u16();
-    let url = response.url().clone();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(too_large(format!("more than {MAX_RESPONSE_BYTES}")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    let body = String::from_utf8_lossy(&bytes).into_owned();
-    // Some targets answer 200 with a SCIM error message: believe the message.
-    if (200..300).contains(&status)
-        && ScimErrorBody::is_error_message(&body)
-        && let Some(embedded) = ScimErrorBody::parse(&body).status.filter(|s| *s >= 400)
-    {
-        status = embedded;
-    }
-    Ok(Answer {
-        status,
-        url,
-        location,
-        content_type,
-        retry_after,
-        etag,
-        body,
-        sent_authorization: authorization.clone(),
-    })
 }
 
 /// SCIM compares these attributes without regard to case (RFC 7643 `caseExact: false`).
@@ -538,54 +291,15 @@ impl ScimConnector {
                     "the target's resource version cannot be sent back as If-Match".into(),
                 )
             })?;
-        let payload = body.map(Value::to_string);
-        let mut refreshed = false;
-        loop {
-            if let Some(limiter) = &self.rate_limit {
-                limiter.acquire().await?;
-            }
-            let authorization = self.auth.authorization().await?;
-            let mut header_value = HeaderValue::from_str(authorization.expose()).map_err(|_| {
-                ConnectorError::Credentials(
-                    "the credentials do not form a valid Authorization header".into(),
-                )
-            })?;
-            header_value.set_sensitive(true);
-            let mut request = self
-                .http
-                .request(method.clone(), url)
-                .timeout(self.timeout)
-                .header(AUTHORIZATION, header_value)
-                .header(ACCEPT, ACCEPTED_MEDIA_TYPES);
-            if let Some(version) = &if_match {
-                request = request.header(IF_MATCH, version.clone());
-            }
-            if let Some(payload) = &payload {
-                request = request
-                    .header(CONTENT_TYPE, SCIM_MEDIA_TYPE)
-                    .body(payload.clone());
-            }
-            let started = Instant::now();
-            let response = request.send().await.map_err(transport_error)?;
-            let answer = read_answer(response, &authorization).await?;
-            tracing::debug!(
-                method = %method,
-                path = answer.url.path(),
-                status = answer.status,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "SCIM exchange"
-            );
-            if answer.status == 401 && !refreshed {
-                tracing::info!(
-                    path = answer.url.path(),
-                    "the target refused the credentials; refreshing them once"
-                );
-                refreshed = true;
-                self.auth.refresh().await?;
-                continue;
-            }
-            return Ok(answer);
+        Exchange {
+            http: &self.http,
+            timeout: self.timeout,
+            auth: self.auth.as_ref(),
+            rate_limit: self.rate_limit.as_deref(),
+            dialect: &SCIM,
         }
+        .send(method, url, body, if_match.as_ref())
+        .await
     }
 
     /// PUTs the full resource; `if_match` is the version it replaces, when the target uses ETags.
@@ -908,9 +622,12 @@ impl Connector for ScimConnector {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use time::macros::datetime;
+    use reqwest::Url;
 
     use super::*;
+    use crate::connector::exchange::scrub;
+    use crate::log::RESPONSE_EXCERPT_BYTES;
+    use crate::ports::SecretValue;
 
     fn answer(status: u16, content_type: &str, body: &str) -> Answer {
         Answer {
@@ -922,27 +639,8 @@ mod tests {
             etag: None,
             body: body.into(),
             sent_authorization: SecretValue::new("Bearer tok-123"),
+            dialect: &SCIM,
         }
-    }
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
-        let now = datetime!(2026-11-28 13:00:00 UTC);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Sat, 28 Nov 2026 13:01:30 GMT", now),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_retry_after("Sat, 28 Nov 2026 12:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -326,11 +326,18 @@ async fn run_worker(
             Ok(messages) if messages.is_empty() => {}
             Ok(messages) => {
                 let dispositions = worker.handle_batch(&messages).await;
-                for (message, disposition) in messages.iter().zip(dispositions) {
-                    if let Err(error) = queue.settle(message, &disposition).await {
-                        // The message becomes visible again when its timeout passes: not lost.
-                        tracing::warn!(%error, message_id = %message.message_id, "cannot settle a message");
+                let settlements: Vec<_> = messages.into_iter().zip(dispositions).collect();
+                // One commit for the batch. A message that is not settled becomes visible
+                // again when its timeout passes: not lost.
+                match queue.settle_many(&settlements).await {
+                    Ok(results) => {
+                        for ((message, _), result) in settlements.iter().zip(results) {
+                            if let Err(error) = result {
+                                tracing::warn!(%error, message_id = %message.message_id, "cannot settle a message");
+                            }
+                        }
                     }
+                    Err(error) => tracing::warn!(%error, "cannot settle a batch of messages"),
                 }
             }
             Err(error) => {

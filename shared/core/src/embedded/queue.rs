@@ -12,12 +12,13 @@
 //! [`READY`], then reads [`READY`] in order, decoding only the messages it delivers.
 //!
 //! Durability: an enqueue, a redrive and a requeue are synced to disk before they return (the
-//! webhook acknowledges Salesforce after the enqueue). A receive and a settle are not
-//! (`Durability::None`): redb keeps commits in order, and the worker's own store writes (the
-//! account link, the log entry) are synced, which also syncs every queue commit before them. A
-//! crash can only lose the latest receives and settles, and then the message is delivered
-//! again: at least once still holds, and the worker's planning makes the repeat a no-op. A job
-//! then syncs twice (account link, log entry) instead of three or four times.
+//! webhook acknowledges Salesforce after the enqueue); an enqueue shares its sync with the
+//! writes waiting at the same time ([`EmbeddedDb::sync`], group commit). A receive and a settle
+//! are not synced (`Durability::None`): redb keeps commits in order, and the worker's own store
+//! writes (the account link, the log entry) are synced, which also syncs every queue commit
+//! before them. A crash can only lose the latest receives and settles, and then the message is
+//! delivered again: at least once still holds, and the worker's planning makes the repeat a
+//! no-op.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::db::{EmbeddedDb, Failure, duration_ms, from_unix_ms, unix_ms};
+use super::db::{EmbeddedDb, Failure, begin_unsynced, duration_ms, from_unix_ms, unix_ms};
 use crate::job::Job;
 use crate::ports::{
     Clock, Disposition, JobQueue, QueueConsumer, QueueError, ReceivedMessage, StoreError,
@@ -654,7 +655,7 @@ impl JobQueue for EmbeddedQueue {
         let (enqueued, duplicates) = self
             .db
             .run(move |db| {
-                let txn = db.begin_write()?;
+                let txn = begin_unsynced(db)?;
                 let mut enqueued = 0usize;
                 let mut duplicates = 0usize;
                 {
@@ -708,6 +709,8 @@ impl JobQueue for EmbeddedQueue {
                 Ok((enqueued, duplicates))
             })
             .await?;
+        // Durable before the caller (the webhook, then Salesforce) is told it is queued.
+        self.db.sync().await?;
         if duplicates > 0 {
             tracing::debug!(
                 enqueued,
@@ -762,80 +765,129 @@ impl QueueConsumer for EmbeddedQueue {
         message: &ReceivedMessage,
         disposition: &Disposition,
     ) -> Result<(), QueueError> {
-        let unknown = || {
+        let mut results = self
+            .settle_many(&[(message.clone(), disposition.clone())])
+            .await?;
+        results.pop().unwrap_or(Ok(()))
+    }
+}
+
+impl EmbeddedQueue {
+    /// Settles a batch of received messages in one transaction: the worker's batch costs one
+    /// commit instead of one per message. Each message gets its own result (an unknown or
+    /// outdated receipt fails only that message); the outer error is the database's.
+    pub async fn settle_many(
+        &self,
+        settlements: &[(ReceivedMessage, Disposition)],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let unknown = |message_id: &str| {
             QueueError::UnknownReceipt(format!(
-                "message {} was received again, settled, or never existed",
-                message.message_id
+                "message {message_id} was received again, settled, or never existed"
             ))
         };
-        let seq = receipt_seq(&message.receipt).ok_or_else(unknown)?;
-        let receipt = message.receipt.clone();
-        let message_id = message.message_id.clone();
-        let disposition = disposition.clone();
         let now_ms = self.now_ms();
+        let wanted: Vec<(Option<u64>, String, String, Disposition)> = settlements
+            .iter()
+            .map(|(message, disposition)| {
+                (
+                    receipt_seq(&message.receipt),
+                    message.receipt.clone(),
+                    message.message_id.clone(),
+                    disposition.clone(),
+                )
+            })
+            .collect();
         let settled = self
             .db
             .run(move |db| {
                 let mut txn = db.begin_write()?;
                 // Not synced: losing it in a crash only means the message is delivered again.
                 txn.set_durability(Durability::None);
-                {
-                    let mut messages = txn.open_table(MESSAGES)?;
-                    let Some(stored) = messages.get(seq)?.map(|v| v.value().to_vec()) else {
-                        return Ok(false);
+                let mut settled = Vec::with_capacity(wanted.len());
+                for (seq, receipt, message_id, disposition) in wanted {
+                    let done = match seq {
+                        Some(seq) => {
+                            settle_one(&txn, seq, &receipt, &message_id, disposition, now_ms)?
+                        }
+                        None => false,
                     };
-                    let mut stored: StoredMessage = decode(&stored)?;
-                    if stored.receipt.as_deref() != Some(receipt.as_str())
-                        || stored.message_id != message_id
-                    {
-                        return Ok(false);
-                    }
-                    let mut index = Index::open(&txn)?;
-                    index.forget(seq, &stored.group_id, stored.visible_at_ms)?;
-                    match disposition {
-                        Disposition::Done => {
-                            messages.remove(seq)?;
-                        }
-                        Disposition::RetryAfter(delay) => {
-                            stored.state = MessageState::Delayed;
-                            stored.visible_at_ms = now_ms.saturating_add(duration_ms(delay));
-                            stored.receipt = None;
-                            messages.insert(seq, encode(&stored)?.as_slice())?;
-                            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
-                        }
-                        Disposition::Postpone(delay) => {
-                            stored.state = MessageState::Delayed;
-                            stored.visible_at_ms = now_ms.saturating_add(duration_ms(delay));
-                            stored.receipt = None;
-                            // This delivery does not count towards maxReceiveCount.
-                            stored.receive_count = stored.receive_count.saturating_sub(1);
-                            messages.insert(seq, encode(&stored)?.as_slice())?;
-                            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
-                        }
-                        Disposition::DeadLetter { reason } => {
-                            messages.remove(seq)?;
-                            let mut letters = txn.open_table(DEAD_LETTERS)?;
-                            let mut letter_ids = txn.open_table(DEAD_LETTER_IDS)?;
-                            let mut counters = txn.open_table(COUNTERS)?;
-                            let letter_seq = counter(&counters, NEXT_DEAD_LETTER)?;
-                            let letter = StoredDeadLetter::of(stored, &reason, now_ms);
-                            letter_ids.insert(letter.message_id.as_str(), letter_seq)?;
-                            letters.insert(letter_seq, encode(&letter)?.as_slice())?;
-                            counters.insert(NEXT_DEAD_LETTER, letter_seq + 1)?;
-                        }
-                    }
+                    settled.push((done, message_id));
                 }
-                txn.commit()?;
-                Ok(true)
+                if settled.iter().any(|(done, _)| *done) {
+                    txn.commit()?;
+                }
+                Ok(settled)
             })
             .await?;
-        if !settled {
-            return Err(unknown());
+        if settled.iter().any(|(done, _)| *done) {
+            // Groups are free again (or a zero delay made a message visible).
+            self.db.queue_changed().notify_waiters();
         }
-        // The group is free again (or a zero delay made the message visible).
-        self.db.queue_changed().notify_waiters();
-        Ok(())
+        Ok(settled
+            .into_iter()
+            .map(|(done, message_id)| {
+                if done {
+                    Ok(())
+                } else {
+                    Err(unknown(&message_id))
+                }
+            })
+            .collect())
     }
+}
+
+/// Applies one disposition in `txn`; false when the receipt is not the message's current one.
+fn settle_one(
+    txn: &WriteTransaction,
+    seq: u64,
+    receipt: &str,
+    message_id: &str,
+    disposition: Disposition,
+    now_ms: i64,
+) -> Result<bool, Failure> {
+    let mut messages = txn.open_table(MESSAGES)?;
+    let Some(stored) = messages.get(seq)?.map(|v| v.value().to_vec()) else {
+        return Ok(false);
+    };
+    let mut stored: StoredMessage = decode(&stored)?;
+    if stored.receipt.as_deref() != Some(receipt) || stored.message_id != message_id {
+        return Ok(false);
+    }
+    let mut index = Index::open(txn)?;
+    index.forget(seq, &stored.group_id, stored.visible_at_ms)?;
+    match disposition {
+        Disposition::Done => {
+            messages.remove(seq)?;
+        }
+        Disposition::RetryAfter(delay) => {
+            stored.state = MessageState::Delayed;
+            stored.visible_at_ms = now_ms.saturating_add(duration_ms(delay));
+            stored.receipt = None;
+            messages.insert(seq, encode(&stored)?.as_slice())?;
+            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
+        }
+        Disposition::Postpone(delay) => {
+            stored.state = MessageState::Delayed;
+            stored.visible_at_ms = now_ms.saturating_add(duration_ms(delay));
+            stored.receipt = None;
+            // This delivery does not count towards maxReceiveCount.
+            stored.receive_count = stored.receive_count.saturating_sub(1);
+            messages.insert(seq, encode(&stored)?.as_slice())?;
+            index.hide(seq, &stored.group_id, stored.visible_at_ms)?;
+        }
+        Disposition::DeadLetter { reason } => {
+            messages.remove(seq)?;
+            let mut letters = txn.open_table(DEAD_LETTERS)?;
+            let mut letter_ids = txn.open_table(DEAD_LETTER_IDS)?;
+            let mut counters = txn.open_table(COUNTERS)?;
+            let letter_seq = counter(&counters, NEXT_DEAD_LETTER)?;
+            let letter = StoredDeadLetter::of(stored, &reason, now_ms);
+            letter_ids.insert(letter.message_id.as_str(), letter_seq)?;
+            letters.insert(letter_seq, encode(&letter)?.as_slice())?;
+            counters.insert(NEXT_DEAD_LETTER, letter_seq + 1)?;
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -1100,6 +1152,44 @@ mod tests {
             f.clock.advance(Duration::from_secs(1));
         }
         assert!(f.queue.dead_letters(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_settled_in_one_call_and_an_outdated_receipt_fails_only_its_message() {
+        let f = Fixture::new();
+        let carol = "005000000000003";
+        f.queue
+            .enqueue(&[
+                job("slack", ALICE, "a1"),
+                job("slack", BOB, "b1"),
+                job("slack", carol, "c1"),
+            ])
+            .await
+            .unwrap();
+        let received = f.receive(10).await;
+        assert_eq!(events(&received), ["a1", "b1", "c1"]);
+        let mut outdated = received[2].clone();
+        outdated.receipt = format!("{}-0", receipt_seq(&outdated.receipt).unwrap());
+
+        let results = f
+            .queue
+            .settle_many(&[
+                (received[0].clone(), Disposition::Done),
+                (
+                    received[1].clone(),
+                    Disposition::RetryAfter(Duration::from_secs(10)),
+                ),
+                (outdated, Disposition::Done),
+            ])
+            .await
+            .unwrap();
+
+        assert!(results[0].is_ok() && results[1].is_ok());
+        assert!(matches!(results[2], Err(QueueError::UnknownReceipt(_))));
+        let depth = f.queue.depth().await.unwrap();
+        assert_eq!((depth.in_flight, depth.delayed), (1, 1), "{depth:?}");
+        f.clock.advance(Duration::from_secs(31));
+        assert_eq!(events(&f.receive(10).await), ["b1", "c1"]);
     }
 
     #[tokio::test]

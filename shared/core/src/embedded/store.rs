@@ -12,7 +12,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, Write
 use time::OffsetDateTime;
 use ulid::Ulid;
 
-use super::db::{EmbeddedDb, Failure};
+use super::db::{EmbeddedDb, Failure, begin_unsynced};
 use crate::ids::SalesforceId;
 use crate::link::AccountLink;
 use crate::log::{LogCursor, LogEntry, LogPage, LogQuery};
@@ -93,7 +93,7 @@ impl EmbeddedStore {
         }
         self.db
             .run(move |db| {
-                let txn = db.begin_write()?;
+                let txn = begin_unsynced(db)?;
                 for (entry, encoded, time_outlier) in &prepared {
                     write_entry(&txn, entry, encoded, *time_outlier)?;
                 }
@@ -101,6 +101,7 @@ impl EmbeddedStore {
                 Ok(())
             })
             .await?;
+        self.db.sync().await?;
         Ok(())
     }
 }
@@ -277,7 +278,7 @@ impl LinkStore for EmbeddedStore {
         let user_id = link.user_id.as_str().to_owned();
         self.db
             .run(move |db| {
-                let txn = db.begin_write()?;
+                let txn = begin_unsynced(db)?;
                 {
                     let mut links = txn.open_table(LINKS)?;
                     let key = (app.as_str(), user_id.as_str());
@@ -296,6 +297,7 @@ impl LinkStore for EmbeddedStore {
                 Ok(())
             })
             .await?;
+        self.db.sync().await?;
         Ok(())
     }
 

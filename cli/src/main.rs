@@ -612,12 +612,12 @@ async fn main() -> ExitCode {
             let options = userprov_cli::dashboard::DashboardOptions { aws, config, port };
             match userprov_cli::dashboard::bind(&options).await {
                 Ok(dashboard) => {
-                    println!(
-                        "the dashboard of {}: {}",
+                    // A closed stdout (a script that read the URL and went) must not stop it.
+                    write_stdout(&format!(
+                        "the dashboard of {}: {}\nCtrl-C stops it.\n",
                         options.aws.stack.as_deref().unwrap_or("the given tables"),
                         dashboard.url
-                    );
-                    println!("Ctrl-C stops it.");
+                    ));
                     finish_streamed(dashboard.serve().await)
                 }
                 Err(failure) => finish_streamed(Err(failure)),

@@ -464,9 +464,8 @@ async fn dashboard_serves_a_stacks_log_on_loopback_for_the_browser() {
         .spawn()
         .unwrap();
     let mut first_line = String::new();
-    BufReader::new(dashboard.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
+    let mut printed = BufReader::new(dashboard.stdout.take().unwrap());
+    printed.read_line(&mut first_line).unwrap();
     let url = first_line
         .split_whitespace()
         .find(|word| word.starts_with("http://127.0.0.1:"))
@@ -521,6 +520,7 @@ async fn dashboard_serves_a_stacks_log_on_loopback_for_the_browser() {
     );
     dashboard.kill().unwrap();
     let _ = dashboard.wait();
+    drop(printed);
 
     // Without a stack or tables there is nothing to serve: bad input, with what to do.
     let local = deployment.userprov(&["dashboard", "--port", "0"]);

@@ -46,7 +46,8 @@ ASSUMPTIONS = {
     "jobs_per_worker_batch": 10,  # the SQS event source's batch size
     "worker_billed_ms_per_batch": 1000,  # waits on the target: a find and a write per job, ~50 ms each
     "invocations_per_cold_start": 1000,  # a warm function handles many invocations
-    "dynamodb_writes_per_event": 3,  # link, log entry, log index
+    # The link (1), the log entry (1) and its 7 global secondary indexes (each a write unit).
+    "dynamodb_writes_per_event": 9,
     "dynamodb_reads_per_event": 1,  # link
     "sqs_receive_and_delete_per_batch": 2,  # the event source's ReceiveMessage and DeleteMessageBatch
 }
@@ -146,23 +147,24 @@ def ingest_rows(results):
 
 
 def rate_rows(text):
+    """One row per run, from rate_limit_bench's last line: space-separated key=value pairs
+    (achieved_per_sec, limit, ratio, http_429, busiest_sliding_1s, burst, rate, seconds...)."""
     rows = []
     for line in text.splitlines():
-        if "429" not in line or "limit" not in line:
+        if not line.startswith("achieved_per_sec="):
             continue
-        field = lambda pattern: re.search(pattern, line)
-        limit, secs, rate = field(r"limit (\d+)/s"), field(r"(\d+) s:"), field(r"\(([0-9.]+)/s")
-        refused, busiest = field(r"(\d+) answered 429"), field(r"busiest one-second window (\d+)")
-        if not (limit and secs and rate and refused and busiest):
-            raise SystemExit(f"rate_limit_bench changed its output; cannot read: {line}")
-        own = field(r"userprov at ([0-9.]+)/s burst (\d+)")
-        rows.append(dict(
-            limit=int(limit.group(1)), seconds=int(secs.group(1)), rate=float(rate.group(1)),
-            refused=int(refused.group(1)), busiest=int(busiest.group(1)),
-            setting=f"userprov at {own.group(1)}/s, burst {own.group(2)}" if own else "its default setting",
-        ))
+        pairs = dict(p.split("=", 1) for p in line.split() if "=" in p)
+        try:
+            rows.append(dict(
+                limit=int(pairs["limit"]), seconds=int(pairs["seconds"]),
+                rate=float(pairs["achieved_per_sec"]), refused=int(pairs["http_429"]),
+                busiest=int(pairs["busiest_sliding_1s"]),
+                setting=f"userprov at {pairs['rate']}/s, burst {pairs['burst']}",
+            ))
+        except (KeyError, ValueError) as missing:
+            raise SystemExit(f"rate_limit_bench changed its summary line ({missing}); cannot read: {line}")
     if not rows:
-        raise SystemExit("rate_limit_bench printed no result line")
+        raise SystemExit("rate_limit_bench printed no summary line (achieved_per_sec=...)")
     return rows
 
 
@@ -208,20 +210,25 @@ def memory_setting(peak_mib):
 
 
 def scale_figures(text):
-    users = re.search(r"generated (\d+) users", text)
-    # The timed lines of GNU time: "elapsed S s, peak RSS K KiB", one per step.
-    timed = re.findall(r"^--- (.*)\n(?:(?!---).*\n)*?.*elapsed ([0-9.]+) s, peak RSS (\d+) KiB", text, re.M)
-    drained = re.search(r"drained in ([0-9.]+) s.*?peak RSS (\d+) kB(?:; final depth (.*))?", text)
-    steps = {what.split(" ")[0]: (float(s), int(k) / 1024) for what, s, k in timed}
-    if not (users and drained and "import" in steps):
-        raise SystemExit("bench-import.sh did not report the users, the import and the drain: it broke or changed its output")
-    return dict(
-        users=int(users.group(1)),
-        dry_run_s=steps.get("dry", (None, None))[0],
-        import_s=steps["import"][0], import_rss_mib=steps["import"][1],
-        drain_s=float(drained.group(1)), serve_rss_mib=int(drained.group(2)) / 1024,
-        final_depth=(drained.group(3) or "").strip(),
-    )
+    """bench-import.sh's last line: `result key=value ...` (values with spaces are quoted)."""
+    import shlex
+    lines = [l for l in text.splitlines() if l.startswith("result ")]
+    if not lines:
+        raise SystemExit("bench-import.sh printed no `result ...` line: it broke or changed its output")
+    pairs = dict(p.split("=", 1) for p in shlex.split(lines[-1])[1:] if "=" in p)
+    try:
+        users, accounts = int(pairs["users"]), int(pairs["accounts"])
+        figures = dict(
+            users=users,
+            dry_run_s=None,
+            import_s=float(pairs["import_s"]), import_rss_mib=int(pairs["import_peak_kib"]) / 1024,
+            drain_s=float(pairs["drain_s"]), serve_rss_mib=int(pairs["serve_peak_kib"]) / 1024,
+            final_depth="" if accounts == users and pairs.get("dead_lettered") == "0"
+            else f"{accounts} accounts, {pairs.get('dead_lettered')} dead-lettered",
+        )
+    except (KeyError, ValueError) as missing:
+        raise SystemExit(f"bench-import.sh changed its result line ({missing}): {lines[-1]}")
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------

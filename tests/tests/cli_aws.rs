@@ -118,9 +118,10 @@ impl Deployment {
         self.work.path().join(name)
     }
 
-    /// Runs `userprov ARGS` with only the profile files for credentials, pointed at moto.
-    fn userprov(&self, args: &[&str]) -> Output {
-        let output = Command::new(userprov_binary())
+    /// `userprov ARGS` with only the profile files for credentials, pointed at moto.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(userprov_binary());
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -129,9 +130,13 @@ impl Deployment {
             .env("AWS_SHARED_CREDENTIALS_FILE", self.path("aws-credentials"))
             .env("AWS_ENDPOINT_URL", Moto::shared().endpoint())
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs [`command`](Self::command) to the end, printing what it said.
+    fn userprov(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().unwrap();
         eprintln!(
             "$ userprov {}\n-- exit {:?}\n-- stdout\n{}-- stderr\n{}",
             args.join(" "),
@@ -438,8 +443,8 @@ async fn dashboard_serves_a_stacks_log_on_loopback_for_the_browser() {
         .await
         .unwrap();
 
-    let mut dashboard = Command::new(userprov_binary())
-        .args([
+    let mut dashboard = deployment
+        .command(&[
             "dashboard",
             "--stack",
             &deployment.stack,
@@ -448,17 +453,6 @@ async fn dashboard_serves_a_stacks_log_on_loopback_for_the_browser() {
             "--port",
             "0",
         ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", deployment.work.path())
-        .env("AWS_CONFIG_FILE", deployment.path("aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            deployment.path("aws-credentials"),
-        )
-        .env("AWS_ENDPOINT_URL", Moto::shared().endpoint())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -602,12 +602,22 @@ async fn queue_depth(http: &reqwest::Client, base: &str) -> Option<Value> {
     response.json().await.ok()
 }
 
-/// Every log entry, through the log API's pages.
-async fn all_log_entries(http: &reqwest::Client, base: &str) -> Vec<Value> {
+/// Every log entry, through the log API's pages (`authorization`: the header to send, if any).
+pub async fn all_log_entries(
+    http: &reqwest::Client,
+    base: &str,
+    authorization: Option<&str>,
+) -> Vec<Value> {
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut request = http.get(format!("{base}/logs")).query(&[("limit", "500")]);
+        let mut request = http
+            .get(format!("{base}/logs"))
+            .query(&[("limit", "500")])
+            .timeout(Duration::from_secs(120));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
         if let Some(cursor) = &cursor {
             request = request.query(&[("cursor", cursor)]);
         }
@@ -951,7 +961,7 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
     };
     let drain = all_sent.elapsed();
 
-    let log = all_log_entries(&http, &base).await;
+    let log = all_log_entries(&http, &base, None).await;
     serve.lock().await.kill();
     target.proxy.set_random_faults(None);
 

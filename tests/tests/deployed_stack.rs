@@ -312,25 +312,12 @@ impl DeployedSystem for DeployedChaos {
     }
 
     async fn log_entries(&self) -> Vec<Value> {
-        let http = reqwest::Client::new();
-        let mut entries = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut request = http
-                .get(format!("{}/logs", self.deployment.log_api_base_url))
-                .header("authorization", FAKE_SIGV4)
-                .query(&[("limit", "500")])
-                .timeout(STEP);
-            if let Some(cursor) = &cursor {
-                request = request.query(&[("cursor", cursor)]);
-            }
-            let page: Value = request.send().await.unwrap().json().await.unwrap();
-            entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => return entries,
-            }
-        }
+        chaos::all_log_entries(
+            &reqwest::Client::new(),
+            &self.deployment.log_api_base_url,
+            Some(FAKE_SIGV4),
+        )
+        .await
     }
 
     async fn dead_lettered(&self) -> Vec<String> {

@@ -47,7 +47,53 @@ pub struct AwsArgs {
     pub log_table: Option<String>,
 }
 
+/// A resource option of [`AwsArgs`] that some commands do not use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceOption {
+    QueueUrl,
+    LinksTable,
+    LogTable,
+}
+
+impl ResourceOption {
+    /// The clap id of the option (the field name), for `Command::mut_arg`.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Self::QueueUrl => "queue_url",
+            Self::LinksTable => "links_table",
+            Self::LogTable => "log_table",
+        }
+    }
+
+    pub const fn flag(self) -> &'static str {
+        match self {
+            Self::QueueUrl => "--queue-url",
+            Self::LinksTable => "--links-table",
+            Self::LogTable => "--log-table",
+        }
+    }
+}
+
 impl AwsArgs {
+    /// Refuses the resource options a command does not use (its `--help` hides them): a name
+    /// the operator gave is never silently ignored.
+    pub fn refuse_unused(&self, command: &str, unused: &[ResourceOption]) -> Result<(), String> {
+        for option in unused {
+            let given = match option {
+                ResourceOption::QueueUrl => self.queue_url.is_some(),
+                ResourceOption::LinksTable => self.links_table.is_some(),
+                ResourceOption::LogTable => self.log_table.is_some(),
+            };
+            if given {
+                return Err(format!(
+                    "`userprov {command}` does not use {}: see `userprov {command} --help`",
+                    option.flag()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// True when the command should work against AWS rather than the data directory.
     pub fn selected(&self) -> bool {
         self.stack.is_some()

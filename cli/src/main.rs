@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use userprov_cli::admin;
+use userprov_cli::aws::ResourceOption::{self, LinksTable, LogTable, QueueUrl};
 use userprov_cli::stack::{RunningStack, StackOptions};
 use userprov_core::config::Config;
 use userprov_core::source_file;
@@ -124,6 +125,7 @@ enum Command {
     #[command(
         after_help = concat!("Examples:\n  userprov redrive --dry-run\n  userprov redrive --app slack --user 0058a00000LmN2pAAF\n  userprov redrive --log-id 01J9Z3... --log-id 01J9Z4...\n  userprov redrive --dry-run --stack userprov --profile prod --json\n  userprov redrive --dry-run --queue-url URL --dlq-url URL --region eu-west-1\n\nLocally, stop `userprov serve` first: this command opens its data directory. On AWS\n(--stack, or --queue-url and --dlq-url) the queues come from the stack's QueueUrl and DlqUrl\noutputs, and the log table for --log-id from LogTableName. --json prints one document:\n{\"dry_run\", \"messages\": [...], \"unreadable\": [...], \"moved\", \"errors\", \"truncated\"}.\n\n", exit_codes!())
     )]
+    #[command(mut_arg("links_table", |arg| arg.hide(true)))]
     Redrive {
         /// Only this app (as named in the configuration).
         #[arg(long)]
@@ -175,6 +177,7 @@ enum Command {
     #[command(
         after_help = concat!("Examples:\n  userprov logs\n  userprov logs --app slack --status failed --since 2h\n  userprov logs --user marta@example.com --json | jq .reason\n  userprov logs --url http://127.0.0.1:8787 --follow\n  userprov logs --stack userprov --profile prod --since 2025-03-14T00:00:00Z --until 1d\n\nThe log is read from the data directory of a stopped `userprov serve` (--data-dir), from a\nrunning one (--url), or from a deployed stack's log table (--stack). Entries print oldest\nfirst; --json prints one JSON object per line (JSON Lines). Times are RFC 3339 or an age\n(30s, 15m, 2h, 7d). --follow polls for new entries until Ctrl-C.\n\n", exit_codes!())
     )]
+    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
     Logs {
         /// A Salesforce user id (15 or 18 characters) or a username.
         #[arg(long)]
@@ -216,6 +219,7 @@ enum Command {
     #[command(
         after_help = concat!("Examples:\n  userprov accounts\n  userprov accounts --app slack --json\n  userprov accounts --url http://127.0.0.1:8787 --app slack\n  userprov accounts --stack userprov --profile prod --app slack --limit 5000\n\n--json prints one JSON array of links (the shape GET /accounts gives).\n\n", exit_codes!())
     )]
+    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
     Accounts {
         /// Only this app (as named in the configuration).
         #[arg(long)]
@@ -233,6 +237,7 @@ enum Command {
     #[command(
         after_help = concat!("Examples:\n  userprov dashboard --stack userprov --profile prod\n  userprov dashboard --stack userprov --config userprov.toml --port 8790\n\nOn AWS the log API is IAM-authorised, and a browser cannot sign its requests: this serves the\nsame dashboard and API on 127.0.0.1, reading the stack's tables with your AWS credentials\n(read access to the log and links tables is enough). Open the printed URL; Ctrl-C stops it.\nGive --config (the configuration you deployed) so that POST /preview uses your mappings.\n\n", exit_codes!())
     )]
+    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
     Dashboard {
         /// The port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8788)]
@@ -252,6 +257,7 @@ enum Command {
     #[command(
         after_help = concat!("Examples:\n  userprov import --app slack users.csv --dry-run\n  userprov import --app slack users.csv --dry-run --check-target\n  userprov import --app slack users.csv --rate 200\n  userprov import --app slack users.csv --skip-invalid\n  userprov import --app slack users.csv --stack userprov --profile prod\n\nThe first line names the columns with field API names (a report or a Data Loader export):\nId and IsActive, plus the fields the app's mapping requires. Nothing is queued unless every\nrow is valid (or --skip-invalid). An interrupted import resumes where it stopped: run it again.\nWith --stack, the jobs go to the stack's SQS queue (the checkpoint stays in --data-dir).\nLocally, stop `userprov serve` first: this command opens its data directory.\n\n", exit_codes!())
     )]
+    #[command(mut_arg("log_table", |arg| arg.hide(true)))]
     Import {
         /// The app, as named in the configuration.
         #[arg(long)]
@@ -342,6 +348,9 @@ enum HoldsAction {
     #[command(
         after_help = concat!("Examples:\n  userprov holds list --app slack\n  userprov holds list --stack userprov --profile prod --json\n\n--json prints one JSON array of holds (id, app, user_id, username, job_id, event_id, job,\nreason, held_at).\n\n", exit_codes!())
     )]
+    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
+    #[command(mut_arg("links_table", |arg| arg.hide(true)))]
+    #[command(mut_arg("log_table", |arg| arg.hide(true)))]
     List {
         /// Only this app (as named in the configuration).
         #[arg(long)]
@@ -353,6 +362,8 @@ enum HoldsAction {
     #[command(
         after_help = concat!("Examples:\n  userprov holds release 01J9Z3...\n  userprov holds release --all --app slack --stack userprov --profile prod\n\n--json prints {\"action\": \"release\", \"settled\": [holds], \"missing\": [ids]}.\n\n", exit_codes!())
     )]
+    #[command(mut_arg("links_table", |arg| arg.hide(true)))]
+    #[command(mut_arg("log_table", |arg| arg.hide(true)))]
     Release {
         /// Hold ids.
         #[arg(required_unless_present = "all")]
@@ -370,6 +381,8 @@ enum HoldsAction {
     #[command(
         after_help = concat!("Examples:\n  userprov holds discard 01J9Z3...\n  userprov holds discard --all --app slack --stack userprov --json\n\n--json prints {\"action\": \"discard\", \"settled\": [holds], \"missing\": [ids]}.\n\n", exit_codes!())
     )]
+    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
+    #[command(mut_arg("links_table", |arg| arg.hide(true)))]
     Discard {
         #[arg(required_unless_present = "all")]
         ids: Vec<String>,
@@ -407,6 +420,18 @@ impl HoldsFrom {
             json: self.json,
         }
     }
+}
+
+/// Refuses the AWS resource options a command hides from its `--help` (exit 2).
+fn refuse_unused(
+    aws: &userprov_cli::aws::AwsArgs,
+    command: &str,
+    unused: &[ResourceOption],
+) -> Result<(), ExitCode> {
+    aws.refuse_unused(command, unused).map_err(|message| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    })
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
@@ -493,6 +518,11 @@ async fn main() -> ExitCode {
             use userprov_cli::holds;
             match action {
                 HoldsAction::List { app, from } => {
+                    if let Err(code) =
+                        refuse_unused(&from.aws, "holds list", &[QueueUrl, LinksTable, LogTable])
+                    {
+                        return code;
+                    }
                     finish_with_code(holds::list(&from.into_options(), app.as_deref()).await)
                 }
                 HoldsAction::Release {
@@ -501,6 +531,11 @@ async fn main() -> ExitCode {
                     app,
                     from,
                 } => {
+                    if let Err(code) =
+                        refuse_unused(&from.aws, "holds release", &[LinksTable, LogTable])
+                    {
+                        return code;
+                    }
                     let all_of = if all { app.as_deref() } else { None };
                     finish_outcome(holds::settle(&from.into_options(), &ids, all_of, true).await)
                 }
@@ -510,6 +545,11 @@ async fn main() -> ExitCode {
                     app,
                     from,
                 } => {
+                    if let Err(code) =
+                        refuse_unused(&from.aws, "holds discard", &[QueueUrl, LinksTable])
+                    {
+                        return code;
+                    }
                     let all_of = if all { app.as_deref() } else { None };
                     finish_outcome(holds::settle(&from.into_options(), &ids, all_of, false).await)
                 }
@@ -526,6 +566,9 @@ async fn main() -> ExitCode {
             dlq_url,
         } => {
             init_tracing(cli.log_format, "warn");
+            if let Err(code) = refuse_unused(&aws, "redrive", &[LinksTable]) {
+                return code;
+            }
             // Older scripts name the queue and log table by the worker's variables.
             if aws.queue_url.is_none() {
                 aws.queue_url = std::env::var("USERPROV_QUEUE_URL").ok();
@@ -572,6 +615,9 @@ async fn main() -> ExitCode {
             from,
         } => {
             init_tracing(cli.log_format, "warn");
+            if let Err(code) = refuse_unused(&from.aws, "logs", &[QueueUrl]) {
+                return code;
+            }
             if !(interval.is_finite() && interval > 0.0) {
                 eprintln!("error: --interval must be a positive number of seconds");
                 return ExitCode::from(2);
@@ -599,6 +645,9 @@ async fn main() -> ExitCode {
             from,
         } => {
             init_tracing(cli.log_format, "warn");
+            if let Err(code) = refuse_unused(&from.aws, "accounts", &[QueueUrl]) {
+                return code;
+            }
             let options = userprov_cli::query::AccountsOptions {
                 source: from.into_source(),
                 app,
@@ -609,6 +658,9 @@ async fn main() -> ExitCode {
         }
         Command::Dashboard { port, config, aws } => {
             init_tracing(cli.log_format, "warn");
+            if let Err(code) = refuse_unused(&aws, "dashboard", &[QueueUrl]) {
+                return code;
+            }
             let options = userprov_cli::dashboard::DashboardOptions { aws, config, port };
             match userprov_cli::dashboard::bind(&options).await {
                 Ok(dashboard) => {
@@ -641,6 +693,9 @@ async fn main() -> ExitCode {
             aws,
         } => {
             init_tracing(cli.log_format, "warn");
+            if let Err(code) = refuse_unused(&aws, "import", &[LogTable]) {
+                return code;
+            }
             let options = userprov_cli::import::ImportOptions {
                 app,
                 file,

@@ -704,6 +704,47 @@ fn every_command_has_examples_in_its_help_and_read_commands_document_exit_codes(
 }
 
 #[test]
+fn aws_options_a_command_does_not_use_are_hidden_from_its_help_and_refused() {
+    // (command, an AWS resource option it uses, one it does not use)
+    for (command, used, unused) in [
+        (vec!["redrive"], "--queue-url", "--links-table"),
+        (vec!["logs"], "--log-table", "--queue-url"),
+        (vec!["accounts"], "--links-table", "--queue-url"),
+        (vec!["dashboard"], "--log-table", "--queue-url"),
+        (vec!["import"], "--queue-url", "--log-table"),
+        (vec!["holds", "list"], "--holds-table", "--queue-url"),
+        (vec!["holds", "release"], "--queue-url", "--links-table"),
+        (vec!["holds", "discard"], "--log-table", "--queue-url"),
+    ] {
+        let name = command.join(" ");
+        let mut args = command.clone();
+        args.push("--help");
+        let help = stdout(&userprov(&args));
+        assert!(help.contains(used), "userprov {name} --help lacks {used}");
+        assert!(
+            !help.contains(unused),
+            "userprov {name} --help lists {unused}, which it does not use:\n{help}"
+        );
+
+        let mut args = command.clone();
+        args.extend(["--stack", "userprov", unused, "x"]);
+        if name == "import" {
+            args.extend(["--app", "slack", "users.csv"]);
+        }
+        if name == "holds release" || name == "holds discard" {
+            args.push("01J9Z3AAAAAAAAAAAAAAAAAAAA");
+        }
+        let refused = userprov(&args);
+        assert_eq!(refused.status.code(), Some(2), "userprov {name} {unused}");
+        assert!(
+            stderr(&refused).contains(&format!("`userprov {name}` does not use {unused}")),
+            "{}",
+            stderr(&refused)
+        );
+    }
+}
+
+#[test]
 fn completions_are_printed_for_each_shell() {
     for (shell, marker) in [
         ("bash", "complete -F _userprov"),

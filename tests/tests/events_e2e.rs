@@ -41,10 +41,15 @@ struct Setup {
 }
 
 async fn start(tenant: &str, extra_config: &str) -> Setup {
+    start_with_app(tenant, "", extra_config).await
+}
+
+/// `app_config` goes into the app's own table (`[apps.groups]`, ...).
+async fn start_with_app(tenant: &str, app_config: &str, extra_config: &str) -> Setup {
     let server = Scim2Server::shared();
     let scim_url = server.tenant_url(tenant);
     let stack = TestStack::start(
-        &config_for(&scim_url, "", extra_config),
+        &config_for(&scim_url, app_config, extra_config),
         &[
             ("userprov/scim", &server.token),
             ("userprov/events-key", KEY),
@@ -170,6 +175,70 @@ fn james_joins() -> Vec<Notified<'static>> {
 }
 
 #[tokio::test]
+async fn a_platform_events_permission_set_groups_become_memberships_with_the_outbound_message_mapping()
+ {
+    // The same `[apps.groups]` an Outbound Message org uses: `from` names the User field the
+    // setup kit adds, and the event field Permission_Set_Groups__c maps onto it by default.
+    let setup = start_with_app(
+        "pe-groups",
+        r#"
+[apps.groups]
+from = "PermissionSetGroups__c"
+[apps.groups.map]
+Sales_Manager = "sales"
+Support_Tier_2 = ["support", "helpdesk"]
+"#,
+        "",
+    )
+    .await;
+    setup.post_ok(STREAMING).await;
+
+    let priya = setup.one_user("priya.nair@acme.example").await;
+    let account = priya["id"].as_str().unwrap().to_owned();
+    let groups: Value = setup
+        .stack
+        .http
+        .get(format!("{}/Groups", setup.scim_url))
+        .bearer_auth(&setup.scim_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut memberships: Vec<(String, Vec<String>)> = groups["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| {
+            let members = group["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|member| member["value"].as_str().unwrap().to_owned())
+                .collect();
+            (group["displayName"].as_str().unwrap().to_owned(), members)
+        })
+        .collect();
+    memberships.sort();
+    assert_eq!(
+        memberships,
+        vec![
+            ("helpdesk".to_owned(), vec![account.clone()]),
+            ("sales".to_owned(), vec![account.clone()]),
+            ("support".to_owned(), vec![account.clone()]),
+        ]
+    );
+    let entries = setup.stack.log_entries(&format!("user={PRIYA_ID}")).await;
+    assert_eq!(
+        entries[0]["groups"]["added"],
+        json!(["helpdesk", "sales", "support"])
+    );
+    setup.stack.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_streaming_platform_event_creates_the_user_with_mapped_fields() {
     let setup = start("pe-streaming", "").await;
     let answer = setup.post_ok(STREAMING).await;
@@ -191,7 +260,7 @@ async fn a_streaming_platform_event_creates_the_user_with_mapped_fields() {
         .get_json(&format!("/accounts/scim/{PRIYA_ID}"))
         .await;
     assert_eq!(
-        link["snapshot"]["fields"]["PermissionSetGroups"],
+        link["snapshot"]["fields"]["PermissionSetGroups__c"],
         "Sales_Manager;Support_Tier_2"
     );
     setup.stack.shutdown().await;

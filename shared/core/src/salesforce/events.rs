@@ -18,7 +18,7 @@
 //!       "operation": "deactivate",
 //!       "occurred_at": "2025-03-14T16:02:13Z",
 //!       "user": { "Id": "0058a00000LmN3qAAF", "Username": "...", "IsActive": false,
-//!                 "PermissionSetGroups": ["Sales_Manager", "Support_Tier_2"] }
+//!                 "PermissionSetGroups__c": ["Sales_Manager", "Support_Tier_2"] }
 //!     }
 //!   ]
 //! }
@@ -109,8 +109,10 @@ pub const DEFAULT_FIELD_MAP: &[(&str, &str)] = &[
     ("Source_Last_Modified__c", "LastModifiedDate"),
     ("Last_Modified_Date__c", "LastModifiedDate"),
     ("LastModifiedDate__c", "LastModifiedDate"),
-    ("Permission_Set_Groups__c", "PermissionSetGroups"),
-    ("PermissionSetGroups__c", "PermissionSetGroups"),
+    // The User field the setup kit adds (infra/salesforce), which `[apps.groups] from` reads, so
+    // a platform event and an Outbound Message name a user's groups the same way. An event field
+    // already called `PermissionSetGroups__c` keeps its name.
+    ("Permission_Set_Groups__c", "PermissionSetGroups__c"),
 ];
 
 /// What to do with a change event for a user userprov holds no snapshot of, when the changed
@@ -150,7 +152,7 @@ impl Default for EventsConfig {
             default_fields: true,
             fields: BTreeMap::new(),
             operation_field: "Operation__c".into(),
-            list_fields: vec!["PermissionSetGroups".into()],
+            list_fields: vec!["PermissionSetGroups__c".into()],
             list_separator: ";".into(),
             partial_without_snapshot: PartialWithoutSnapshot::Skip,
         }
@@ -1442,7 +1444,7 @@ mod tests {
                 "Title": "Account Executive",
                 "IsActive": true,
                 "Department": "Sales",
-                "PermissionSetGroups": "Sales_Manager;Support_Tier_2",
+                "PermissionSetGroups__c": "Sales_Manager;Support_Tier_2",
                 "LastModifiedDate": "2025-03-14T16:01:02.000Z",
             })
         );
@@ -1504,7 +1506,7 @@ mod tests {
             "operation create implies IsActive"
         );
         assert_eq!(
-            event.user.fields["PermissionSetGroups"],
+            event.user.fields["PermissionSetGroups__c"],
             json!("Support_Tier_2")
         );
         assert_eq!(event.user.fields["FirstName"], json!("Tomás"));
@@ -1756,7 +1758,9 @@ mod tests {
             "bad_field_value"
         );
         assert_eq!(
-            code(with_user(json!({"Id": id, "PermissionSetGroups": [1, 2]}))),
+            code(with_user(
+                json!({"Id": id, "PermissionSetGroups__c": [1, 2]})
+            )),
             "bad_field_value"
         );
         let many: Map<String, Value> = (0..=MAX_FIELDS)

@@ -9,8 +9,9 @@
 //! Options after `--`: `--iterations N` (default 2000 per round); `--only OPERATION --iterations
 //! N` runs one operation N times and prints nothing else, for an instruction count under
 //! callgrind (`infra/scripts/bench-parsers.sh`). Operations: `xml-parse` (owned output, what
-//! `parse_outbound_message` returns), `xml-read` (borrowed output), `xml-bare`, `json-parse`,
-//! `json-bare`.
+//! `parse_outbound_message` returns), `xml-read` (borrowed output), `xml-bare-attributes` (the
+//! XML baseline: every event and every attribute of every start tag, which the parser must read
+//! too), `xml-bare` (events only, attributes not parsed), `json-parse`, `json-bare`.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -97,6 +98,7 @@ fn json_batch() -> Result<String, Box<dyn Error>> {
     Ok(Value::Array(events).to_string())
 }
 
+/// Every event of the document, and nothing else: the baseline.
 fn bare_xml_scan(xml: &str) -> usize {
     let mut reader = Reader::from_str(xml);
     let mut events = 0;
@@ -104,6 +106,26 @@ fn bare_xml_scan(xml: &str) -> usize {
         match reader.read_event() {
             Ok(Event::Eof) | Err(_) => return events,
             Ok(_) => events += 1,
+        }
+    }
+}
+
+/// Every event and every attribute of every start tag, as any namespace-aware reader must read
+/// them (a declaration or an `xsi:nil` can be on any element): the baseline of the goal. Each
+/// attribute is parsed (with quick-xml's duplicate check) and its key and value touched.
+fn bare_xml_scan_with_attributes(xml: &str) -> usize {
+    let mut reader = Reader::from_str(xml);
+    let mut seen = 0;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Eof) | Err(_) => return seen,
+            Ok(Event::Start(start) | Event::Empty(start)) => {
+                seen += 1;
+                for attribute in start.attributes().flatten() {
+                    seen += black_box(attribute.key.as_ref().len() + attribute.value.len());
+                }
+            }
+            Ok(_) => seen += 1,
         }
     }
 }
@@ -161,6 +183,9 @@ fn run_only(operation: &str, iterations: u32) -> Result<(), Box<dyn Error>> {
             "xml-bare" => {
                 black_box(bare_xml_scan(black_box(&xml)));
             }
+            "xml-bare-attributes" => {
+                black_box(bare_xml_scan_with_attributes(black_box(&xml)));
+            }
             "json-parse" => {
                 let _ = black_box(parse_events(black_box(batch.as_bytes()), &format));
             }
@@ -206,13 +231,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         let _ = black_box(read_outbound_message(black_box(xml.as_bytes())));
     });
     let bare = time(iterations, || {
+        black_box(bare_xml_scan_with_attributes(black_box(&xml)));
+    });
+    let events_only = time(iterations, || {
         black_box(bare_xml_scan(black_box(&xml)));
     });
     report(
         "outbound_owned",
         "parse + normalise, owned users (parse_outbound_message)",
         ours,
-        "bare quick-xml event scan of the same bytes",
+        "bare quick-xml scan of every event and attribute",
         bare,
         2.0,
     );
@@ -220,8 +248,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         "outbound_borrowed",
         "parse + normalise, borrowed (read_outbound_message)",
         borrowed,
-        "bare quick-xml event scan of the same bytes",
+        "bare quick-xml scan of every event and attribute",
         bare,
+        2.0,
+    );
+    report(
+        "outbound_borrowed_vs_events_only",
+        "parse + normalise, borrowed (read_outbound_message)",
+        borrowed,
+        "bare quick-xml event scan, attributes not read",
+        events_only,
         2.0,
     );
 

@@ -19,9 +19,11 @@ pub enum IdError {
     Checksum,
 }
 
-/// An 18-character Salesforce id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SalesforceId(String);
+/// An 18-character Salesforce id, held inline: parsing one (twice per Outbound Message
+/// notification, once per event) allocates nothing. Its bytes are ASCII letters and digits, and
+/// compare and order as the text does.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SalesforceId([u8; 18]);
 
 const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
@@ -54,31 +56,38 @@ impl SalesforceId {
         if bytes.len() == 18 && !bytes[15..].eq_ignore_ascii_case(&suffix) {
             return Err(IdError::Checksum);
         }
-        let mut canonical = String::with_capacity(18);
-        canonical.push_str(&raw[..15]);
-        canonical.extend(suffix.iter().map(|b| char::from(*b)));
+        let mut canonical = [0u8; 18];
+        canonical[..15].copy_from_slice(&bytes[..15]);
+        canonical[15..].copy_from_slice(&suffix);
         Ok(Self(canonical))
     }
 
     /// The 18-character form.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII (checked by `parse`), so never the fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// The case-sensitive 15-character form.
     pub fn short(&self) -> &str {
-        &self.0[..15]
+        &self.as_str()[..15]
     }
 
     /// The three-character key prefix (`005` for users, `00D` for organisations).
     pub fn key_prefix(&self) -> &str {
-        &self.0[..3]
+        &self.as_str()[..3]
     }
 }
 
 impl fmt::Display for SalesforceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SalesforceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SalesforceId").field(&self.as_str()).finish()
     }
 }
 
@@ -91,7 +100,7 @@ impl std::str::FromStr for SalesforceId {
 
 impl Serialize for SalesforceId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -450,7 +450,7 @@ pub fn parse_events(body: &[u8], format: &EventFormat) -> Result<EventMessage, E
                 return Err(EventsError::TooManyEvents(items.len()));
             }
             for (index, item) in items.into_iter().enumerate() {
-                let at = format!("[{index}]");
+                let at = index_place(index);
                 match item {
                     Value::Object(map) => reader.entry(map, &at)?,
                     _ => return Err(EventsError::UnknownShape { at }),
@@ -666,22 +666,25 @@ impl Reader<'_> {
         let Some(Value::Object(mut payload)) = data.remove("payload") else {
             return Err(EventsError::UnknownShape { at: at.to_owned() });
         };
-        let at = format!("{at}.data.payload");
+        let at = [at, ".data.payload"].concat();
         let uuid = event.get("EventUuid").or_else(|| payload.get("EventUuid"));
-        let replay = event
-            .get("replayId")
-            .filter(|v| v.is_number() || v.is_string())
-            .map(|replay| {
-                let replay = scalar_text(replay);
-                match &channel {
-                    Some(channel) => format!("{channel}:{replay}"),
-                    None => replay,
-                }
-            });
+        // Only needed, and so only written, when the event has no EventUuid.
+        let replay = || {
+            event
+                .get("replayId")
+                .filter(|v| v.is_number() || v.is_string())
+                .map(|replay| {
+                    let replay = scalar_text(replay);
+                    match &channel {
+                        Some(channel) => format!("{channel}:{replay}"),
+                        None => replay,
+                    }
+                })
+        };
         if payload.contains_key("ChangeEventHeader") {
             let fallback = match uuid {
                 Some(uuid) => Some(event_id(uuid, &at)?),
-                None => replay,
+                None => replay(),
             };
             return self.change_event(&mut payload, &at, fallback);
         }
@@ -689,7 +692,7 @@ impl Reader<'_> {
             Some(uuid) => event_id(uuid, &at)?,
             None => {
                 let replay =
-                    replay.ok_or_else(|| EventsError::MissingEventId { at: at.clone() })?;
+                    replay().ok_or_else(|| EventsError::MissingEventId { at: at.clone() })?;
                 event_id(&Value::String(replay), &at)?
             }
         };
@@ -721,7 +724,7 @@ impl Reader<'_> {
         let Some(Value::Object(mut payload)) = detail.remove("payload") else {
             return Err(EventsError::UnknownShape { at: at.to_owned() });
         };
-        let at = format!("{at}.detail.payload");
+        let at = [at, ".detail.payload"].concat();
         // Dedupe on Salesforce's id of the event, which survives a re-relay, before
         // EventBridge's own id.
         let id_value = payload
@@ -806,7 +809,7 @@ impl Reader<'_> {
                 .and_then(|id| event_id(id, &format!("{at}.id")))?;
             let operation = match event.get("operation") {
                 None | Some(Value::Null) => None,
-                Some(value) => Some(operation(value, &format!("{at}.operation"))?),
+                Some(value) => Some(operation(value, &at)?),
             };
             let event_time = match event.get("occurred_at") {
                 None | Some(Value::Null) => None,
@@ -869,7 +872,7 @@ impl Reader<'_> {
         }
         let operation = match operation_value {
             None | Some(Value::Null) => None,
-            Some(value) => Some(operation(&value, &format!("{at}.operation"))?),
+            Some(value) => Some(operation(&value, at)?),
         };
         builder.finish(operation)
     }
@@ -1127,17 +1130,23 @@ impl Operation {
     }
 }
 
+/// The operation `value` names; `at` is the place of the event, whose `operation` it is.
 fn operation(value: &Value, at: &str) -> Result<Operation, EventsError> {
-    let text = value.as_str().unwrap_or("");
-    match text.trim().to_ascii_lowercase().as_str() {
-        "create" | "insert" => Ok(Operation::Create),
-        "update" => Ok(Operation::Update),
-        "deactivate" => Ok(Operation::Deactivate),
-        "reactivate" | "activate" => Ok(Operation::Reactivate),
-        _ => Err(EventsError::UnknownOperation {
-            at: at.to_owned(),
+    let text = value.as_str().unwrap_or("").trim();
+    let is = |name: &str| text.eq_ignore_ascii_case(name);
+    if is("create") || is("insert") {
+        Ok(Operation::Create)
+    } else if is("update") {
+        Ok(Operation::Update)
+    } else if is("deactivate") {
+        Ok(Operation::Deactivate)
+    } else if is("reactivate") || is("activate") {
+        Ok(Operation::Reactivate)
+    } else {
+        Err(EventsError::UnknownOperation {
+            at: [at, ".operation"].concat(),
             value: quote(&scalar_text(value)),
-        }),
+        })
     }
 }
 
@@ -1218,8 +1227,8 @@ impl<'a> UserBuilder<'a> {
         };
         match value {
             Value::String(text) if text.len() > MAX_FIELD_BYTES => Err(too_large()),
-            Value::String(text) if is_list => Ok(Value::String(join_list(
-                text.split(self.format.list_separator.as_str()),
+            Value::String(text) if is_list => Ok(Value::String(normalise_list(
+                text,
                 &self.format.list_separator,
             ))),
             Value::Array(items) if is_list => {
@@ -1298,6 +1307,51 @@ impl<'a> UserBuilder<'a> {
     }
 }
 
+/// A delimited list as [`join_list`] writes it: the text itself when it already is (no blank,
+/// padded or repeated part), which is the usual case and costs no copy.
+fn normalise_list(text: String, separator: &str) -> String {
+    let parts = split_list(&text, separator);
+    let clean = parts.iter().enumerate().all(|(index, part)| {
+        !part.is_empty()
+            && part.trim().len() == part.len()
+            && !parts.iter().take(index).any(|earlier| earlier == part)
+    });
+    if clean {
+        return text;
+    }
+    join_list(parts.into_iter(), separator)
+}
+
+/// The parts of a delimited list; a one-character separator (the usual ";") is found with a
+/// byte search rather than a substring search.
+fn split_list<'s>(text: &'s str, separator: &str) -> Vec<&'s str> {
+    let mut chars = separator.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => text.split(c).collect(),
+        _ => text.split(separator).collect(),
+    }
+}
+
+/// `[index]`, the place of a batch entry in error messages, written without the formatting
+/// machinery: one is made for every entry.
+fn index_place(index: usize) -> String {
+    let mut place = String::with_capacity(8);
+    place.push('[');
+    let mut rest = index;
+    loop {
+        let digit = u32::try_from(rest % 10)
+            .ok()
+            .and_then(|d| char::from_digit(d, 10));
+        place.insert(1, digit.unwrap_or('0'));
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    place.push(']');
+    place
+}
+
 fn join_list<'s>(parts: impl Iterator<Item = &'s str>, separator: &str) -> String {
     let mut seen: Vec<&str> = Vec::new();
     for part in parts.map(str::trim).filter(|p| !p.is_empty()) {
@@ -1356,17 +1410,31 @@ fn check_event_id(id: &str, at: &str) -> Result<(), EventsError> {
     }
 }
 
-/// A Salesforce API name, or `Parent.Child` for a related field.
+/// A Salesforce API name, or `Parent.Child` for a related field: one or two parts, each an ASCII
+/// letter followed by letters, digits and '_'. Checked for every field of every event, so in one
+/// pass over the bytes.
 fn is_field_name(name: &str) -> bool {
-    let part = |p: &str| {
-        let mut chars = p.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    !name.is_empty()
-        && name.len() <= MAX_FIELD_NAME_BYTES
-        && name.split('.').count() <= 2
-        && name.split('.').all(part)
+    if name.is_empty() || name.len() > MAX_FIELD_NAME_BYTES {
+        return false;
+    }
+    let mut dots = 0;
+    let mut part_start = true;
+    for &byte in name.as_bytes() {
+        let ok = if part_start {
+            part_start = false;
+            byte.is_ascii_alphabetic()
+        } else if byte == b'.' {
+            dots += 1;
+            part_start = true;
+            dots == 1
+        } else {
+            byte.is_ascii_alphanumeric() || byte == b'_'
+        };
+        if !ok {
+            return false;
+        }
+    }
+    !part_start
 }
 
 fn scalar_text(value: &Value) -> String {
@@ -1859,5 +1927,32 @@ mod tests {
         let long_key = "k".repeat(5000);
         let error = parse_value(json!({"events": [], long_key: 1})).unwrap_err();
         assert!(error.to_string().len() < 200, "{error}");
+    }
+
+    #[test]
+    fn a_batch_entry_is_named_by_its_index() {
+        for index in [0, 7, 10, 99, 100, 12_345] {
+            assert_eq!(index_place(index), format!("[{index}]"));
+        }
+    }
+
+    #[test]
+    fn field_names_are_api_names_with_at_most_one_dot() {
+        for good in ["Email", "Email__c", "Manager.Email", "a1_b"] {
+            assert!(is_field_name(good), "{good}");
+        }
+        for bad in ["", ".", "a.", ".a", "a.b.c", "1a", "a.1b", "a-b", "É", "_a"] {
+            assert!(!is_field_name(bad), "{bad}");
+        }
+        assert!(!is_field_name(&"a".repeat(MAX_FIELD_NAME_BYTES + 1)));
+    }
+
+    #[test]
+    fn a_clean_delimited_list_is_kept_and_a_messy_one_is_tidied() {
+        assert_eq!(normalise_list("A;B".into(), ";"), "A;B");
+        assert_eq!(normalise_list(" A;;B;A ".into(), ";"), "A;B");
+        assert_eq!(normalise_list("A, B".into(), ", "), "A, B");
+        assert_eq!(normalise_list("A, B, A".into(), ", "), "A, B");
+        assert_eq!(normalise_list(String::new(), ";"), "");
     }
 }

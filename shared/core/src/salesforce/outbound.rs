@@ -13,8 +13,8 @@ use std::collections::HashSet;
 
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::{BytesDecl, BytesRef, BytesStart, Event};
-use quick_xml::name::{Namespace, QName, ResolveResult};
-use quick_xml::reader::NsReader;
+use quick_xml::name::{PrefixDeclaration, QName};
+use quick_xml::reader::Reader;
 use serde_json::Value;
 
 use super::soap::is_xml_char;
@@ -239,32 +239,36 @@ pub fn parse_outbound_message(body: &[u8]) -> Result<OutboundMessage, OutboundEr
 pub fn read_outbound_message(body: &[u8]) -> Result<OutboundMessageRef<'_>, OutboundError> {
     let text = std::str::from_utf8(body).map_err(|_| OutboundError::NotUtf8)?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    if let Some(c) = first_non_xml_char(text) {
+    let scan = scan_characters(text);
+    if let Some(c) = scan.first_illegal {
         return Err(malformed(format_args!(
             "the body contains U+{:04X}, which XML does not allow",
             u32::from(c)
         )));
     }
 
-    let mut reader = NsReader::from_str(text);
+    // A plain reader: the parser resolves namespaces itself, in the same pass over each start
+    // tag's attributes that finds `xsi:type` and `xsi:nil` (an `NsReader` makes a pass of its
+    // own and resolves every name to a URI the parser would then compare again).
+    let mut reader = Reader::from_str(text);
     // Whitespace is data: a textarea value keeps its spaces and newlines as sent.
     reader.config_mut().trim_text(false);
-    let mut parser = Parser::new(text);
+    let mut parser = Parser::new(text, scan.carriage_return);
     loop {
-        let (namespace, event) = match reader.read_resolved_event() {
-            Ok((resolved, event)) => (Ns::of(&resolved), event),
+        let event = match reader.read_event() {
+            Ok(event) => event,
             Err(error) => return Err(parser.xml_error(&error, reader.error_position())),
         };
         match event {
-            Event::Start(start) => parser.open(&reader, namespace, &start)?,
+            Event::Start(start) => parser.open(&start)?,
             Event::Empty(start) => {
-                parser.open(&reader, namespace, &start)?;
+                parser.open(&start)?;
                 parser.close()?;
             }
             Event::End(_) => parser.close()?,
             Event::Text(text) => {
                 if parser.wants_text() {
-                    let content = text.xml10_content().map_err(|e| parser.detail_error(&e))?;
+                    let content = parser.content(&text, || text.xml10_content())?;
                     parser.text(content)?;
                 } else {
                     parser.check_stray_text(&text)?;
@@ -272,7 +276,7 @@ pub fn read_outbound_message(body: &[u8]) -> Result<OutboundMessageRef<'_>, Outb
             }
             Event::CData(data) => {
                 if parser.wants_text() {
-                    let content = data.xml10_content().map_err(|e| parser.detail_error(&e))?;
+                    let content = parser.content(&data, || data.xml10_content())?;
                     parser.text(content)?;
                 } else {
                     parser.check_stray_text(&data)?;
@@ -301,13 +305,6 @@ enum Ns {
 }
 
 impl Ns {
-    fn of(resolved: &ResolveResult<'_>) -> Self {
-        match resolved {
-            ResolveResult::Bound(Namespace(uri)) => Self::of_uri(uri),
-            ResolveResult::Unbound | ResolveResult::Unknown(_) => Self::Other,
-        }
-    }
-
     fn of_uri(uri: &[u8]) -> Self {
         if uri == SOAP_ENVELOPE_NS.as_bytes() {
             Self::SoapEnvelope
@@ -339,8 +336,20 @@ enum Frame<'a> {
 
 struct OpenElement<'a> {
     frame: Frame<'a>,
+    /// Bindings this element added to [`Parser::bindings`], removed when it closes.
     namespace_declarations: usize,
 }
+
+/// A namespace prefix in scope (empty for the default namespace), and what it is bound to. The
+/// URI is classified once, where it is declared.
+struct Binding<'a> {
+    prefix: &'a [u8],
+    namespace: Ns,
+}
+
+/// The namespaces XML reserves; binding them other than as XML says is an error.
+const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+const XMLNS_NS: &[u8] = b"http://www.w3.org/2000/xmlns/";
 
 #[derive(Default)]
 struct NotificationDraft<'a> {
@@ -425,11 +434,17 @@ impl Target<'_> {
     }
 }
 
+/// Room made at the start for this many notifications; more grow the collections as usual.
+const NOTIFICATIONS_EXPECTED: usize = 16;
+
 struct Parser<'a> {
     /// The whole body: names and text of the reader's events are slices of it.
     input: &'a str,
+    /// Whether the body has a CR anywhere; without one, no text needs its line ends normalised.
+    carriage_return: bool,
     open: Vec<OpenElement<'a>>,
-    namespaces_in_scope: usize,
+    /// Namespace declarations in scope, innermost last.
+    bindings: Vec<Binding<'a>>,
     root_seen: bool,
     body_seen: bool,
     notifications_seen: bool,
@@ -443,11 +458,12 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    fn new(input: &'a str) -> Self {
+    fn new(input: &'a str, carriage_return: bool) -> Self {
         Self {
             input,
+            carriage_return,
             open: Vec::with_capacity(MAX_DEPTH),
-            namespaces_in_scope: 0,
+            bindings: Vec::new(),
             root_seen: false,
             body_seen: false,
             notifications_seen: false,
@@ -456,8 +472,8 @@ impl<'a> Parser<'a> {
             action_id_seen: false,
             action_id: None,
             notification_count: 0,
-            notification_ids: HashSet::new(),
-            notifications: Vec::new(),
+            notification_ids: HashSet::with_capacity(NOTIFICATIONS_EXPECTED),
+            notifications: Vec::with_capacity(NOTIFICATIONS_EXPECTED),
         }
     }
 
@@ -496,27 +512,18 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn open(
-        &mut self,
-        reader: &NsReader<&[u8]>,
-        namespace: Ns,
-        start: &BytesStart<'_>,
-    ) -> Result<(), OutboundError> {
+    fn open(&mut self, start: &BytesStart<'_>) -> Result<(), OutboundError> {
         if self.open.len() >= MAX_DEPTH {
             return Err(malformed(format_args!(
                 "elements nest deeper than {MAX_DEPTH}"
             )));
         }
-        let attributes = self.read_attributes(reader, start)?;
-        self.namespaces_in_scope += attributes.namespace_declarations;
-        if self.namespaces_in_scope > MAX_NAMESPACES_IN_SCOPE {
-            return Err(malformed(format_args!(
-                "more than {MAX_NAMESPACES_IN_SCOPE} namespace declarations in scope"
-            )));
-        }
+        let attributes = self.read_attributes(start)?;
         let namespace_declarations = attributes.namespace_declarations;
-        let local = self.local_name(start)?;
-        let frame = self.frame_for(reader, namespace, local, attributes)?;
+        let (local, prefix) = start.name().decompose();
+        let namespace = self.resolve(prefix.as_ref().map_or(&b""[..], |p| p.as_ref()));
+        let local = self.local_name(local.as_ref())?;
+        let frame = self.frame_for(namespace, local, attributes)?;
         self.open.push(OpenElement {
             frame,
             namespace_declarations,
@@ -525,23 +532,85 @@ impl<'a> Parser<'a> {
     }
 
     /// The element's local name, lent from the body.
-    fn local_name(&self, start: &BytesStart<'_>) -> Result<Cow<'a, str>, OutboundError> {
-        let local_name = start.local_name();
-        match within(self.input, local_name.as_ref()) {
+    fn local_name(&self, local_name: &[u8]) -> Result<Cow<'a, str>, OutboundError> {
+        match within(self.input, local_name) {
             Some(local) => Ok(Cow::Borrowed(local)),
-            None => std::str::from_utf8(local_name.as_ref())
+            None => std::str::from_utf8(local_name)
                 .map(|local| Cow::Owned(local.to_owned()))
                 .map_err(|_| OutboundError::NotUtf8),
+        }
+    }
+
+    /// The namespace a prefix (empty: none) stands for here. An element without a prefix is in
+    /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
+    fn resolve(&self, prefix: &[u8]) -> Ns {
+        self.bindings
+            .iter()
+            .rev()
+            .find(|binding| binding.prefix == prefix)
+            .map_or(Ns::Other, |binding| binding.namespace)
+    }
+
+    /// Brings a namespace declaration into scope, refusing the bindings XML forbids. False when
+    /// the declaration changes nothing (`xml` bound to its own namespace).
+    fn bind(
+        &mut self,
+        declaration: PrefixDeclaration<'_>,
+        uri: &[u8],
+    ) -> Result<bool, OutboundError> {
+        let prefix: &[u8] = match declaration {
+            PrefixDeclaration::Default => b"",
+            PrefixDeclaration::Named(b"xml") if uri == XML_NS => return Ok(false),
+            PrefixDeclaration::Named(b"xml") => {
+                return Err(malformed("the xml prefix is bound to another namespace"));
+            }
+            PrefixDeclaration::Named(b"xmlns") => {
+                return Err(malformed("the xmlns prefix is declared"));
+            }
+            PrefixDeclaration::Named(_) if uri == XML_NS || uri == XMLNS_NS => {
+                return Err(malformed("a prefix is bound to a reserved namespace"));
+            }
+            PrefixDeclaration::Named(prefix) => prefix,
+        };
+        if self.bindings.len() >= MAX_NAMESPACES_IN_SCOPE {
+            return Err(malformed(format_args!(
+                "more than {MAX_NAMESPACES_IN_SCOPE} namespace declarations in scope"
+            )));
+        }
+        // Named prefixes are slices of the body, which the reader lends them from.
+        let prefix: &'a [u8] = if prefix.is_empty() {
+            b""
+        } else {
+            within(self.input, prefix)
+                .ok_or_else(|| malformed("a namespace prefix outside the body"))?
+                .as_bytes()
+        };
+        self.bindings.push(Binding {
+            prefix,
+            namespace: Ns::of_uri(uri),
+        });
+        Ok(true)
+    }
+
+    /// The content of a text or CDATA event, lent from the body unless its line ends need
+    /// normalising (`normalised` does that, as XML 1.0 says).
+    fn content<E: std::fmt::Display>(
+        &self,
+        raw: &[u8],
+        normalised: impl FnOnce() -> Result<Cow<'a, str>, E>,
+    ) -> Result<Cow<'a, str>, OutboundError> {
+        match within(self.input, raw) {
+            Some(text) if !self.carriage_return || !raw.contains(&b'\r') => Ok(Cow::Borrowed(text)),
+            _ => normalised().map_err(|e| self.detail_error(&e)),
         }
     }
 
     /// Decides what a newly opened element is, from its parent, namespace and local name.
     fn frame_for(
         &mut self,
-        reader: &NsReader<&[u8]>,
         namespace: Ns,
         local: Cow<'a, str>,
-        attributes: ElementAttributes,
+        attributes: ElementAttributes<'a>,
     ) -> Result<Frame<'a>, OutboundError> {
         let nil = attributes.nil;
         let value = |target| {
@@ -608,7 +677,7 @@ impl<'a> Parser<'a> {
                     return Err(malformed("a Notification with more than one sObject"));
                 }
                 let type_name = attributes.xsi_type.unwrap_or_default();
-                if !is_enterprise_user_type(reader, &type_name) {
+                if !is_enterprise_user_type(&self.bindings, &type_name) {
                     draft.object = Some(Err(NotificationError::NotAUser {
                         xsi_type: truncate(&type_name, MAX_TYPE_NAME_CHARS),
                     }));
@@ -640,12 +709,16 @@ impl<'a> Parser<'a> {
         Ok(frame)
     }
 
+    /// One pass over the attributes: namespace declarations come into scope, and whether the
+    /// element has any `type` or `nil` attribute with a prefix is noted. Only then, with every
+    /// declaration of the element known (one may follow the attribute it binds), are those few
+    /// resolved, in a second pass that only such elements make.
     fn read_attributes(
-        &self,
-        reader: &NsReader<&[u8]>,
+        &mut self,
         start: &BytesStart<'_>,
-    ) -> Result<ElementAttributes, OutboundError> {
+    ) -> Result<ElementAttributes<'a>, OutboundError> {
         let mut found = ElementAttributes::default();
+        let mut xsi_candidates = false;
         for (index, attribute) in start.attributes().enumerate() {
             if index >= MAX_ATTRIBUTES {
                 return Err(malformed(format_args!(
@@ -653,24 +726,38 @@ impl<'a> Parser<'a> {
                 )));
             }
             let attribute = attribute.map_err(|e| self.detail_error(&e))?;
-            if attribute.key.as_namespace_binding().is_some() {
-                found.namespace_declarations += 1;
+            if let Some(declaration) = attribute.key.as_namespace_binding() {
+                if self.bind(declaration, &attribute.value)? {
+                    found.namespace_declarations += 1;
+                }
                 continue;
             }
-            let (namespace, local) = reader.resolve_attribute(attribute.key);
-            if Ns::of(&namespace) != Ns::Xsi {
-                continue;
-            }
+            let (local, prefix) = attribute.key.decompose();
+            xsi_candidates |= prefix.is_some() && matches!(local.as_ref(), b"type" | b"nil");
+        }
+        if !xsi_candidates {
+            return Ok(found);
+        }
+        for attribute in start.attributes().with_checks(false) {
+            let attribute = attribute.map_err(|e| self.detail_error(&e))?;
+            let (local, prefix) = attribute.key.decompose();
+            let Some(prefix) = prefix else { continue };
             let is_type = match local.as_ref() {
                 b"type" => true,
                 b"nil" => false,
                 _ => continue,
             };
+            if prefix.as_ref() == b"xmlns" || self.resolve(prefix.as_ref()) != Ns::Xsi {
+                continue;
+            }
             let value = attribute
-                .decode_and_unescape_value_with(reader.decoder(), resolve_xml_entity)
+                .unescape_value_with(resolve_xml_entity)
                 .map_err(|e| self.detail_error(&e))?;
             if is_type {
-                found.xsi_type = Some(value.into_owned());
+                found.xsi_type = Some(match within(self.input, value.as_bytes()) {
+                    Some(lent) => Cow::Borrowed(lent),
+                    None => Cow::Owned(value.into_owned()),
+                });
             } else {
                 found.nil = match value.trim_matches(is_xml_space) {
                     "true" | "1" => true,
@@ -686,9 +773,9 @@ impl<'a> Parser<'a> {
         let Some(closed) = self.open.pop() else {
             return Err(malformed("an end tag without a start tag"));
         };
-        self.namespaces_in_scope = self
-            .namespaces_in_scope
-            .saturating_sub(closed.namespace_declarations);
+        let in_scope = self.bindings.len();
+        self.bindings
+            .truncate(in_scope.saturating_sub(closed.namespace_declarations));
         match closed.frame {
             Frame::Notification(draft) => self.finish_notification(draft),
             Frame::UserSObject(user) => {
@@ -813,10 +900,17 @@ impl<'a> Parser<'a> {
                         field: value.target.name().to_string(),
                     });
                 }
-                if value.text.is_empty() {
-                    value.text = text;
-                } else {
-                    value.text.to_mut().push_str(&text);
+                match &mut value.text {
+                    empty if empty.is_empty() => value.text = text,
+                    Cow::Owned(joined) => joined.push_str(&text),
+                    Cow::Borrowed(first) => {
+                        // Text split by a reference comes in several pieces: room for the rest
+                        // of them, so the pieces that follow rarely reallocate.
+                        let mut joined = String::with_capacity((first.len() + text.len()) * 2);
+                        joined.push_str(first);
+                        joined.push_str(&text);
+                        value.text = Cow::Owned(joined);
+                    }
                 }
                 Ok(())
             }
@@ -897,18 +991,24 @@ impl<'a> Parser<'a> {
 }
 
 #[derive(Default)]
-struct ElementAttributes {
+struct ElementAttributes<'a> {
     namespace_declarations: usize,
-    xsi_type: Option<String>,
+    /// Lent from the body unless it had a reference to resolve.
+    xsi_type: Option<Cow<'a, str>>,
     nil: bool,
 }
 
 /// True when the `xsi:type` value is a QName for `User` in the enterprise sObject namespace. The
 /// value's prefix is resolved like an element's, with the declarations in scope on the sObject.
-fn is_enterprise_user_type(reader: &NsReader<&[u8]>, type_name: &str) -> bool {
+fn is_enterprise_user_type(bindings: &[Binding<'_>], type_name: &str) -> bool {
     let (local, prefix) = QName(type_name.trim_matches(is_xml_space).as_bytes()).decompose();
+    let prefix = prefix.as_ref().map_or(&b""[..], |p| p.as_ref());
     local.as_ref() == b"User"
-        && Ns::of(&reader.resolver().resolve_prefix(prefix, true)) == Ns::Enterprise
+        && bindings
+            .iter()
+            .rev()
+            .find(|binding| binding.prefix == prefix)
+            .is_some_and(|binding| binding.namespace == Ns::Enterprise)
 }
 
 fn parse_organization_id(text: &str) -> Result<SalesforceId, OutboundError> {
@@ -956,16 +1056,28 @@ fn check_declared_encoding(declaration: &BytesDecl<'_>) -> Result<(), OutboundEr
     }
 }
 
-/// The first character XML 1.0 does not allow, found byte-wise: in valid UTF-8 only the C0
-/// controls (bar tab, LF, CR) and U+FFFE / U+FFFF (EF BF BE, EF BF BF) are outside `Char`.
-/// Eight bytes are tested at once; only a word holding a byte below 0x20 or an 0xEF is looked
-/// at byte by byte.
-fn first_non_xml_char(text: &str) -> Option<char> {
+/// What one pass over the body's bytes found.
+struct CharacterScan {
+    /// The first character XML 1.0 does not allow.
+    first_illegal: Option<char>,
+    /// Whether there is a CR (before the first illegal character).
+    carriage_return: bool,
+}
+
+/// Finds, byte-wise, the first character XML 1.0 does not allow and whether there is any CR: in
+/// valid UTF-8 only the C0 controls (bar tab, LF, CR) and U+FFFE / U+FFFF (EF BF BE, EF BF BF)
+/// are outside `Char`. Blocks of 32 bytes are tested four words at a time, without a branch per
+/// word; only a block holding a byte below 0x20 or an 0xEF is looked at byte by byte.
+fn scan_characters(text: &str) -> CharacterScan {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const EF: u64 = u64::from_ne_bytes([0xEF; 8]);
-    // True when some byte of `word` is below `n` (n <= 0x80); never false when one is.
-    let has_below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0;
+    // The high bit of each byte that may be below 0x20 or be 0xEF: never clear when one is.
+    let suspects = |chunk: &[u8]| -> u64 {
+        let word = <[u8; 8]>::try_from(chunk).map_or(HIGHS, u64::from_ne_bytes);
+        let ef = word ^ EF;
+        (word.wrapping_sub(ONES * 0x20) & !word | ef.wrapping_sub(ONES) & !ef) & HIGHS
+    };
     let bytes = text.as_bytes();
     let is_bad = |i: usize, b: u8| {
         (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
@@ -973,30 +1085,27 @@ fn first_non_xml_char(text: &str) -> Option<char> {
                 && bytes.get(i + 1) == Some(&0xBF)
                 && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)))
     };
-    let mut start = 0;
-    let found = loop {
-        let end = (start + 8).min(bytes.len());
-        let chunk = bytes.get(start..end)?;
-        if chunk.is_empty() {
-            return None;
-        }
-        if let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_ne_bytes)
-            && !has_below(word, 0x20)
-            && !has_below(word ^ EF, 0x01)
-        {
-            start = end;
-            continue;
-        }
-        if let Some(offset) = chunk
-            .iter()
-            .enumerate()
-            .position(|(offset, &b)| is_bad(start + offset, b))
-        {
-            break start + offset;
-        }
-        start = end;
+    let mut scan = CharacterScan {
+        first_illegal: None,
+        carriage_return: false,
     };
-    text.get(found..).and_then(|rest| rest.chars().next())
+    let mut offset = 0;
+    for block in bytes.chunks(32) {
+        let clean =
+            block.len() == 32 && block.chunks_exact(8).fold(0, |all, c| all | suspects(c)) == 0;
+        if !clean {
+            for (i, &b) in block.iter().enumerate() {
+                if is_bad(offset + i, b) {
+                    scan.first_illegal =
+                        text.get(offset + i..).and_then(|rest| rest.chars().next());
+                    return scan;
+                }
+                scan.carriage_return |= b == b'\r';
+            }
+        }
+        offset += block.len();
+    }
+    scan
 }
 
 fn is_xml_space(c: char) -> bool {
@@ -1363,6 +1472,26 @@ mod tests {
         assert_eq!(
             user(&message.notifications[0]).fields["Title"],
             text("  Staff\tEngineer \n")
+        );
+    }
+
+    #[test]
+    fn raw_line_ends_in_a_value_are_read_as_line_feeds() {
+        let message = parse(&one_user(
+            "<sf:AboutMe>one\r\ntwo\rthree\nfour</sf:AboutMe><sf:Title>a\r\n</sf:Title>",
+        ))
+        .unwrap();
+        let fields = &user(&message.notifications[0]).fields;
+        assert_eq!(fields["AboutMe"], text("one\ntwo\nthree\nfour"));
+        assert_eq!(fields["Title"], text("a\n"));
+    }
+
+    #[test]
+    fn a_carriage_return_between_tags_changes_no_value() {
+        let message = parse(&one_user("\r\n<sf:Title>Staff</sf:Title>\r\n")).unwrap();
+        assert_eq!(
+            user(&message.notifications[0]).fields["Title"],
+            text("Staff")
         );
     }
 

@@ -29,14 +29,12 @@ const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
 fn case_suffix(first15: &[u8]) -> [u8; 3] {
     let mut suffix = [0u8; 3];
-    for (chunk_index, chunk) in first15.chunks(5).enumerate() {
-        let mut bits = 0usize;
-        for (position, byte) in chunk.iter().enumerate() {
-            if byte.is_ascii_uppercase() {
-                bits |= 1 << position;
-            }
-        }
-        suffix[chunk_index] = SUFFIX_ALPHABET[bits];
+    for (slot, chunk) in suffix.iter_mut().zip(first15.chunks(5)) {
+        // Bit i is set when the chunk's i-th character is upper case.
+        let bits = chunk.iter().rev().fold(0usize, |bits, byte| {
+            bits << 1 | usize::from(byte.is_ascii_uppercase())
+        });
+        *slot = SUFFIX_ALPHABET[bits & 31];
     }
     suffix
 }

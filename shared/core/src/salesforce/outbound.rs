@@ -344,7 +344,41 @@ struct OpenElement<'a> {
 /// URI is classified once, where it is declared.
 struct Binding<'a> {
     prefix: &'a [u8],
+    /// [`short_key`] of the prefix, so that looking a short prefix up compares integers.
+    key: Option<u64>,
     namespace: Ns,
+}
+
+impl Binding<'_> {
+    fn binds(&self, prefix: &[u8], key: Option<u64>) -> bool {
+        match key {
+            Some(key) => self.key == Some(key),
+            None => self.prefix == prefix,
+        }
+    }
+}
+
+/// A prefix of at most 7 bytes (all real ones) packed into an integer with its length, which
+/// tells prefixes apart exactly; `None` for a longer one.
+fn short_key(prefix: &[u8]) -> Option<u64> {
+    if prefix.len() > 7 {
+        return None;
+    }
+    Some(
+        prefix
+            .iter()
+            .fold(prefix.len() as u64, |key, &byte| key << 8 | u64::from(byte)),
+    )
+}
+
+/// The namespace `prefix` is bound to by the innermost of `bindings` that binds it.
+fn resolve_in(bindings: &[Binding<'_>], prefix: &[u8]) -> Ns {
+    let key = short_key(prefix);
+    bindings
+        .iter()
+        .rev()
+        .find(|binding| binding.binds(prefix, key))
+        .map_or(Ns::Other, |binding| binding.namespace)
 }
 
 /// The namespaces XML reserves; binding them other than as XML says is an error.
@@ -544,11 +578,7 @@ impl<'a> Parser<'a> {
     /// The namespace a prefix (empty: none) stands for here. An element without a prefix is in
     /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
     fn resolve(&self, prefix: &[u8]) -> Ns {
-        self.bindings
-            .iter()
-            .rev()
-            .find(|binding| binding.prefix == prefix)
-            .map_or(Ns::Other, |binding| binding.namespace)
+        resolve_in(&self.bindings, prefix)
     }
 
     /// Brings a namespace declaration into scope, refusing the bindings XML forbids. False when
@@ -587,6 +617,7 @@ impl<'a> Parser<'a> {
         };
         self.bindings.push(Binding {
             prefix,
+            key: short_key(prefix),
             namespace: Ns::of_uri(uri),
         });
         Ok(true)
@@ -1003,12 +1034,7 @@ struct ElementAttributes<'a> {
 fn is_enterprise_user_type(bindings: &[Binding<'_>], type_name: &str) -> bool {
     let (local, prefix) = QName(type_name.trim_matches(is_xml_space).as_bytes()).decompose();
     let prefix = prefix.as_ref().map_or(&b""[..], |p| p.as_ref());
-    local.as_ref() == b"User"
-        && bindings
-            .iter()
-            .rev()
-            .find(|binding| binding.prefix == prefix)
-            .is_some_and(|binding| binding.namespace == Ns::Enterprise)
+    local.as_ref() == b"User" && resolve_in(bindings, prefix) == Ns::Enterprise
 }
 
 fn parse_organization_id(text: &str) -> Result<SalesforceId, OutboundError> {

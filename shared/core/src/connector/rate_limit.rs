@@ -1,46 +1,95 @@
 //! A per-app pacer that every call to the app from this process goes through.
 //!
-//! Permits are slots on a fixed grid, one every `1 / requests_per_second`, reserved by each call
-//! when it asks (not when it wakes up): a call that wakes a few milliseconds after its slot does
-//! not push the later slots back, so the achieved rate stays at the configured one however late
-//! the wake-ups are. After a quiet spell up to `burst` slots may be taken at once.
+//! Targets count requests when they arrive, per second (a sliding or a fixed window). The pacer
+//! works in two steps, both under one lock:
 //!
-//! Targets count requests per second (a sliding or a fixed window), so on top of the grid no more
-//! than `requests_per_second` permits are handed out in any window of one second plus a small
-//! margin: a burst never adds to a full second's worth, and the margin absorbs the few
-//! milliseconds by which requests reach the target later than their permit. A burst larger
-//! than a second's worth (a per-minute quota that allows bursts) is allowed as configured, and
-//! then counts against the time its permits stand for.
+//! 1. **Booking.** Permits are slots on a fixed grid, one every `1 / requests_per_second`,
+//!    reserved by each call when it asks (not when it wakes up): a call that wakes a few
+//!    milliseconds after its slot does not push the later slots back. After a quiet spell up to
+//!    `burst` slots may be taken at once.
+//! 2. **Sending.** Right before the request is written, the caller stamps its permit with the
+//!    actual instant, and the guard lets it go only if that keeps at most `requests_per_second`
+//!    sends (or `burst`, when larger) in any window of one second plus a margin, counted over
+//!    the stamped instants, not the booked ones: a caller that woke late counts from when it
+//!    really sent, so the next one waits for it. A burst never adds to a full second's worth.
+//!
+//! The margin covers what the pacer cannot see: the time from the stamp to the target's count
+//! (connection pool, the target's own scheduling), which varies by more when the machine is
+//! loaded. It is the widest of: 2% of the window; twice the worst lateness the pacer has seen
+//! lately in its own wake-ups (how late a caller got to send after the instant it was told to
+//! go at), a measure of how busy the machine is; and, after the target answered 429, twice the
+//! margin that was not enough (narrowing again slowly while no 429 comes, "additive decrease").
+//! A burst larger than a second's worth (a per-minute quota that allows bursts) is allowed as
+//! configured, and then counts against the time its permits stand for.
 //!
 //! A call waits for its permit only as long as `max_wait`: when its slot is further away than
 //! that, it fails with [`ConnectorError::RateLimited`] and the worker puts the job back on the
-//! queue for when the permit is due, rather than sleeping past a Lambda's deadline.
+//! queue for when the permit is due, rather than sleeping past a Lambda's deadline. A 429 from
+//! the target is still reported with its `Retry-After` (the job waits that long).
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::ConnectorError;
 use crate::config::RateLimitConfig;
 
-/// The share of the window kept free for the lateness between a permit and the target's count.
-const WINDOW_MARGIN_DIVISOR: u32 = 50;
+/// The least margin, as a share of the window: 1 s + 20 ms at rates of 1/s and more.
+const MIN_MARGIN_DIVISOR: u32 = 50;
+/// The widest margin the lateness alone may set, as a share of the window (100 ms in 1 s).
+const MAX_LATENESS_MARGIN_DIVISOR: u32 = 10;
+/// The widest margin after 429s, as a share of the window (250 ms in 1 s).
+const MAX_MARGIN_DIVISOR: u32 = 4;
+/// The margin is this many times the worst recent lateness: the way from the stamp to the
+/// target's count goes through more scheduling than the wake-up the lateness measures.
+const LATENESS_FACTOR: u32 = 2;
 /// Permits remembered for the window check; beyond this rate the window is shortened
 /// proportionally (no target counts that finely).
 const MAX_WINDOW_PERMITS: usize = 10_000;
 
-/// The grid of permits; pure, driven by the instants it is given, so tests choose the time.
+/// A duration that fades linearly with time: `value` at `at`, less `fade` per window since.
+#[derive(Debug, Clone, Copy)]
+struct Fading {
+    value: Duration,
+    at: Option<Instant>,
+}
+
+impl Fading {
+    const NONE: Self = Self {
+        value: Duration::ZERO,
+        at: None,
+    };
+
+    fn at(&self, now: Instant, fade_per_window: Duration, window: Duration) -> Duration {
+        let Some(at) = self.at else {
+            return Duration::ZERO;
+        };
+        let windows = now.saturating_duration_since(at).as_secs_f64() / window.as_secs_f64();
+        self.value
+            .saturating_sub(fade_per_window.mul_f64(windows.min(1e6)))
+    }
+}
+
+/// The pacer's state; pure, driven by the instants it is given, so tests choose the time.
 #[derive(Debug)]
 pub struct Schedule {
     period: Duration,
     /// How far behind `now` a slot may be taken after a quiet spell: `(burst - 1)` periods.
     burst_credit: Duration,
-    /// At most `window_permits` permits in any `window` (one second for rates of 1/s and more).
+    /// At most `window_permits` permits in any `window` plus the margin (one second for rates
+    /// of 1/s and more).
     window: Duration,
     window_permits: usize,
     next_slot: Option<Instant>,
-    /// When the latest permits (up to `window_permits`) were due to be used, oldest first.
-    recent: VecDeque<Instant>,
+    /// When the latest booked permits (up to `window_permits`) were due, oldest first.
+    booked: VecDeque<Instant>,
+    /// When the latest permits were actually used, oldest first (stamped under the lock, so
+    /// in order).
+    sent: VecDeque<Instant>,
+    /// The worst recent lateness of a send after the instant it was due.
+    lateness: Fading,
+    /// The margin the target's latest 429 asked for.
+    after_429: Fading,
 }
 
 impl Schedule {
@@ -71,26 +120,47 @@ impl Schedule {
             .clamp(1, MAX_WINDOW_PERMITS)
             .max(burst_permits.min(MAX_WINDOW_PERMITS));
         let counted = u32::try_from(window_permits).unwrap_or(u32::MAX);
-        let window = period.saturating_mul(counted);
         Ok(Self {
             period,
             burst_credit: period.saturating_mul(burst - 1),
-            window: window + window / WINDOW_MARGIN_DIVISOR,
+            window: period.saturating_mul(counted),
             window_permits,
             next_slot: None,
-            recent: VecDeque::with_capacity(window_permits),
+            booked: VecDeque::with_capacity(window_permits),
+            sent: VecDeque::with_capacity(window_permits),
+            lateness: Fading::NONE,
+            after_429: Fading::NONE,
         })
     }
 
-    /// Reserves the next permit for a call made at `now`: the instant to go at (`now` or later).
-    /// When that is more than `max_wait` away, nothing is reserved and the wait is the error.
+    fn min_margin(&self) -> Duration {
+        self.window / MIN_MARGIN_DIVISOR
+    }
+
+    /// What is kept free on top of the window at `now` (see the module's documentation).
+    pub fn margin(&self, now: Instant) -> Duration {
+        let least = self.min_margin();
+        // The lateness fades by half the least margin per window, the 429's margin by a tenth.
+        let lateness = self.lateness.at(now, least / 2, self.window);
+        let from_lateness = lateness
+            .saturating_mul(LATENESS_FACTOR)
+            .min(self.window / MAX_LATENESS_MARGIN_DIVISOR);
+        let from_429 = self.after_429.at(now, least / 10, self.window);
+        least
+            .max(from_lateness)
+            .max(from_429)
+            .min(self.window / MAX_MARGIN_DIVISOR)
+    }
+
+    /// Books the next permit for a call made at `now`: the instant to go at (`now` or later).
+    /// When that is more than `max_wait` away, nothing is booked and the wait is the error.
     pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Instant, Duration> {
         let earliest = now.checked_sub(self.burst_credit).unwrap_or(now);
         let mut slot = self.next_slot.map_or(earliest, |next| next.max(earliest));
-        if self.recent.len() >= self.window_permits
-            && let Some(oldest) = self.recent.front()
+        if self.booked.len() >= self.window_permits
+            && let Some(oldest) = self.booked.front()
         {
-            slot = slot.max(*oldest + self.window);
+            slot = slot.max(*oldest + self.window + self.margin(now));
         }
         let go_at = slot.max(now);
         let wait = go_at.duration_since(now);
@@ -99,12 +169,51 @@ impl Schedule {
         }
         // The grid moves on from the slot, not from when the caller will wake up.
         self.next_slot = Some(slot + self.period);
-        if self.recent.len() >= self.window_permits {
-            self.recent.pop_front();
+        if self.booked.len() >= self.window_permits {
+            self.booked.pop_front();
         }
         // A slot taken from the burst credit is used now, and counts from now.
-        self.recent.push_back(go_at);
+        self.booked.push_back(go_at);
         Ok(go_at)
+    }
+
+    /// A caller told to go at `due` is about to send, at `now`: the permit is stamped with
+    /// `now` when that keeps the window's count over the actual sends; otherwise nothing is
+    /// recorded and the error is the instant to come back at.
+    pub fn send(&mut self, now: Instant, due: Instant) -> Result<(), Instant> {
+        let late = now.saturating_duration_since(due);
+        let worst = self.lateness.at(now, self.min_margin() / 2, self.window);
+        if late >= worst {
+            self.lateness = Fading {
+                value: late,
+                at: Some(now),
+            };
+        }
+        if self.sent.len() >= self.window_permits
+            && let Some(oldest) = self.sent.front()
+        {
+            let open = *oldest + self.window + self.margin(now);
+            if now < open {
+                return Err(open);
+            }
+            self.sent.pop_front();
+        }
+        self.sent.push_back(now);
+        Ok(())
+    }
+
+    /// The target answered 429 at `now`: the margin was not enough, so it doubles (up to a
+    /// quarter of the window) and narrows again slowly. Returns the new margin.
+    pub fn throttled(&mut self, now: Instant) -> Duration {
+        let widened = self
+            .margin(now)
+            .saturating_mul(2)
+            .min(self.window / MAX_MARGIN_DIVISOR);
+        self.after_429 = Fading {
+            value: widened,
+            at: Some(now),
+        };
+        widened
     }
 }
 
@@ -129,30 +238,56 @@ impl RateLimiter {
         })
     }
 
-    /// Waits for a permit, or fails when it would take longer than `max_wait`.
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a permit and takes it, or fails when it would take longer than `max_wait`.
+    /// Call it right before the request is written: the instant it returns is the one counted.
     pub async fn acquire(&self) -> Result<(), ConnectorError> {
-        let now = Instant::now();
-        let reserved = self
-            .schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reserve(now, self.max_wait);
-        match reserved {
-            Ok(go_at) => {
-                if go_at > now {
-                    tokio::time::sleep_until(go_at.into()).await;
-                }
-                Ok(())
+        let asked = Instant::now();
+        let booked = self.schedule().reserve(asked, self.max_wait);
+        let mut due = booked.map_err(too_long)?;
+        loop {
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
             }
-            Err(wait) => {
-                tracing::info!(
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "the app's rate limit is reached; putting the job back for later"
-                );
-                Err(ConnectorError::RateLimited { retry_after: wait })
+            let refused = {
+                let mut schedule = self.schedule();
+                let now = Instant::now();
+                schedule.send(now, due).err().map(|open| (now, open))
+            };
+            let Some((now, open)) = refused else {
+                return Ok(());
+            };
+            if open.duration_since(asked) > self.max_wait {
+                return Err(too_long(open.duration_since(now)));
             }
+            due = open;
         }
     }
+
+    /// The margin kept on top of the window now (for figures and logs).
+    pub fn margin(&self) -> Duration {
+        self.schedule().margin(Instant::now())
+    }
+
+    /// The target answered 429 to a call that had its permit: keep a wider margin for a while.
+    pub fn throttled(&self) {
+        let margin = self.schedule().throttled(Instant::now());
+        tracing::info!(
+            margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX),
+            "the target answered 429 within the app's rate limit; keeping a wider margin"
+        );
+    }
+}
+
+fn too_long(wait: Duration) -> ConnectorError {
+    tracing::info!(
+        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        "the app's rate limit is reached; putting the job back for later"
+    );
+    ConnectorError::RateLimited { retry_after: wait }
 }
 
 #[cfg(test)]
@@ -314,6 +449,148 @@ mod tests {
             pacer.reserve(t0, LONG).unwrap().duration_since(t0),
             Duration::from_secs(20) + Duration::from_secs(20) / 50
         );
+    }
+
+    /// Sends every permit: each caller sleeps until it is due and wakes `late` after, then
+    /// asks the guard (again, when the guard names a later instant). Returns the send instants.
+    fn drive(
+        pacer: &mut Schedule,
+        callers: usize,
+        permits: usize,
+        mut late: impl FnMut(usize) -> Duration,
+    ) -> Vec<Instant> {
+        let t0 = Instant::now();
+        // Each caller: (the instant it wakes at, the instant it was told to go at).
+        let mut waiting: Vec<(Instant, Instant)> = Vec::new();
+        for _ in 0..callers {
+            let due = pacer.reserve(t0, LONG).unwrap();
+            waiting.push((due + late(0), due));
+        }
+        let mut sent = Vec::new();
+        while sent.len() < permits {
+            waiting.sort();
+            let (now, due) = waiting.remove(0);
+            match pacer.send(now, due) {
+                Ok(()) => {
+                    sent.push(now);
+                    // The answer comes back at once and the caller asks for its next permit.
+                    let next = pacer.reserve(now, LONG).unwrap();
+                    waiting.push((next.max(now) + late(sent.len()), next.max(now)));
+                }
+                Err(open) => {
+                    assert!(open > now);
+                    waiting.push((open + late(sent.len()), open));
+                }
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn a_late_callers_send_still_keeps_n_per_guard_window() {
+        let mut pacer = schedule(20.0, 1);
+        let t0 = Instant::now();
+        let booked: Vec<_> = (0..20).map(|_| pacer.reserve(t0, LONG).unwrap()).collect();
+        // The first caller gets to send 30 ms after its slot; the others right on theirs.
+        pacer.send(booked[0] + ms(30), booked[0]).unwrap();
+        for due in &booked[1..] {
+            pacer.send(*due, *due).unwrap();
+        }
+        // The 21st caller, asking when the last of those went, is booked a window and the
+        // margin (widened by that lateness) after the first booking...
+        let next = pacer.reserve(booked[19], LONG).unwrap();
+        assert!(next >= t0 + Duration::from_secs(1) + ms(40), "{next:?}");
+        // ...but the first really went 30 ms late, so the guard holds it until a window and
+        // the margin after that send.
+        let open = pacer.send(next, next).unwrap_err();
+        assert!(open > next);
+        let margin = pacer.margin(next);
+        assert!(margin > ms(20), "{margin:?}");
+        assert_eq!(open, booked[0] + ms(30) + Duration::from_secs(1) + margin);
+        assert_eq!(pacer.send(open, open), Ok(()));
+    }
+
+    #[test]
+    fn a_send_the_guard_holds_back_is_not_counted() {
+        let mut pacer = schedule(1.0, 1);
+        let t0 = Instant::now();
+        pacer.send(t0, t0).unwrap();
+        let open = pacer.send(t0 + ms(500), t0 + ms(500)).unwrap_err();
+        assert_eq!(open, t0 + ms(1020));
+        // Asked again before it opens: still held back, to the same instant.
+        assert_eq!(pacer.send(t0 + ms(900), t0 + ms(900)), Err(open));
+        assert_eq!(pacer.send(open, open), Ok(()));
+    }
+
+    #[test]
+    fn callers_waking_late_by_varying_amounts_keep_n_per_window_and_most_of_the_rate() {
+        for rate in [20.0, 50.0, 100.0] {
+            let mut pacer = schedule(rate, 1);
+            // Sixteen callers waking 1 to 12 ms late, in an irregular pattern.
+            let late = |i: usize| ms(1 + (i as u64 * 7919) % 12);
+            let sent = drive(&mut pacer, 16, 20 * rate as usize, late);
+            // The margin stays near twice the worst lateness (12 ms), and is kept between the
+            // actual sends: a target that sees each request up to 20 ms after it was sent
+            // still counts at most `rate` in any second.
+            let margin = pacer.margin(*sent.last().unwrap());
+            assert!(margin >= ms(20) && margin <= ms(24), "{rate}/s: {margin:?}");
+            assert!(busiest(&sent, Duration::from_secs(1) + ms(20)) <= rate as usize);
+            let span = sent.last().unwrap().duration_since(sent[0]).as_secs_f64();
+            let achieved = (sent.len() - 1) as f64 / span;
+            assert!(achieved >= 0.95 * rate, "{rate}/s: {achieved}/s");
+            assert!(achieved <= rate, "{rate}/s: {achieved}/s");
+        }
+    }
+
+    #[test]
+    fn lateness_widens_the_margin_within_bounds_and_the_widening_fades() {
+        let mut pacer = schedule(10.0, 1);
+        let t0 = Instant::now();
+        assert_eq!(pacer.margin(t0), ms(20), "2% of the window at first");
+        pacer.send(t0 + ms(15), t0).unwrap();
+        assert_eq!(pacer.margin(t0 + ms(15)), ms(30));
+        // A far worse wake-up widens it only to a tenth of the window.
+        pacer.send(t0 + ms(500), t0 + ms(100)).unwrap();
+        assert_eq!(pacer.margin(t0 + ms(500)), ms(100));
+        // The lateness fades by 10 ms a second: 400 ms of it is gone 40 s later.
+        assert_eq!(pacer.margin(t0 + Duration::from_secs(41)), ms(20));
+    }
+
+    #[test]
+    fn a_429_doubles_the_margin_up_to_a_quarter_window_and_it_narrows_slowly() {
+        let mut pacer = schedule(50.0, 1);
+        let t0 = Instant::now();
+        assert_eq!(pacer.throttled(t0), ms(40));
+        assert_eq!(pacer.margin(t0), ms(40));
+        assert_eq!(pacer.throttled(t0), ms(80));
+        assert_eq!(pacer.throttled(t0), ms(160));
+        assert_eq!(
+            pacer.throttled(t0),
+            ms(250),
+            "at most a quarter of the window"
+        );
+        // The window the guard keeps grows with it.
+        let sent: Vec<_> = (0..50)
+            .map(|i| {
+                let at = t0 + ms(20 * i);
+                pacer.send(at, at).unwrap();
+                at
+            })
+            .collect();
+        let next = sent[49] + ms(20);
+        let margin = pacer.margin(next);
+        assert!(margin > ms(240), "{margin:?}");
+        assert_eq!(
+            pacer.send(next, next),
+            Err(t0 + Duration::from_secs(1) + margin)
+        );
+        // Without another 429 it narrows by 2 ms a second, back to 2% after 115 s.
+        let margin_later = pacer.margin(t0 + Duration::from_secs(50));
+        assert!(
+            margin_later > ms(149) && margin_later <= ms(150),
+            "{margin_later:?}"
+        );
+        assert_eq!(pacer.margin(t0 + Duration::from_secs(120)), ms(20));
     }
 
     #[test]

@@ -373,14 +373,16 @@ impl Exchange<'_> {
             }
             // The permit is taken last, right before the request is written: the instant the
             // rate limit counts is then as close as it can be to the target's count.
-            if let Some(limiter) = self.rate_limit {
-                limiter.acquire().await?;
-            }
+            let permit = match self.rate_limit {
+                Some(limiter) => Some(limiter.acquire().await?),
+                None => None,
+            };
             let started = Instant::now();
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(e, self.dialect.address_settings))?;
+            let response = request.send().await;
+            // The target has counted the request by now, if at all.
+            drop(permit);
+            let response =
+                response.map_err(|e| transport_error(e, self.dialect.address_settings))?;
             let answer = Answer::read(response, &authorization, self.dialect).await?;
             if answer.status == 429
                 && let Some(limiter) = self.rate_limit

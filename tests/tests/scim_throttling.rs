@@ -24,6 +24,7 @@ use userprov_tests::scim_contract::key;
 struct Setup {
     proxy: FaultProxy,
     connector: ScimConnector,
+    rate_limit: Option<Arc<RateLimiter>>,
     _scim: Arc<Scim2Server>,
     _dir: tempfile::TempDir,
 }
@@ -51,12 +52,14 @@ async fn setup(tenant: &str, rate_limit: Option<RateLimitConfig>) -> Setup {
         },
         Arc::new(SecretCredentials::new(store, "userprov/scim2", http)),
     );
-    if let Some(limit) = rate_limit {
-        connector = connector.with_rate_limit(Arc::new(RateLimiter::new(&limit).unwrap()));
+    let rate_limit = rate_limit.map(|limit| Arc::new(RateLimiter::new(&limit).unwrap()));
+    if let Some(limiter) = &rate_limit {
+        connector = connector.with_rate_limit(limiter.clone());
     }
     Setup {
         proxy,
         connector,
+        rate_limit,
         _scim: scim,
         _dir: dir,
     }
@@ -178,4 +181,38 @@ async fn the_apps_rate_limit_puts_a_call_back_without_sending_it_when_the_wait_i
         2,
         "the config read and the first find; the second find was never sent"
     );
+}
+
+#[tokio::test]
+async fn a_429_within_the_apps_rate_limit_widens_its_margin_and_keeps_its_retry_after() {
+    let s = setup(
+        "own-rate-limit-429",
+        Some(RateLimitConfig {
+            requests_per_second: 10.0,
+            burst: None,
+            max_wait_ms: 2_000,
+        }),
+    )
+    .await;
+    let limiter = s.rate_limit.clone().unwrap();
+    let before = limiter.margin();
+    s.proxy
+        .fail_next_with(fault(429, &[("retry-after", "3")], "slow down"));
+
+    let error = s
+        .connector
+        .find(&[key("userName", "nobody@acme.example")])
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error,
+        ConnectorError::Throttled {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3))
+        }
+    );
+    // The margin doubled (it narrows again by a few milliseconds a second).
+    let after = limiter.margin();
+    assert!(after > before, "{before:?} then {after:?}");
 }

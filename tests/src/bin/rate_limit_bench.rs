@@ -10,7 +10,10 @@
 //!
 //!   achieved_per_sec=49.02 limit=50 ratio=0.980 http_429=0 busiest_sliding_1s=50 busiest_fixed_1s=50 ...
 //!
-//!   cargo run --release -p userprov-tests --bin rate_limit_bench -- [N] [seconds] [callers] [burst] [rate]
+//! (ending with the margin the pacer kept on top of its window, mean and most, sampled every
+//! 50 ms.)
+//!
+//!   cargo run -p userprov-tests --bin rate_limit_bench -- [N] [seconds] [callers] [burst] [rate]
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -132,6 +135,7 @@ async fn main() {
         burst: Some(u32::try_from(burst).unwrap()),
         max_wait_ms: 10_000,
     };
+    let pacer = Arc::new(RateLimiter::new(&rate).unwrap());
     let connector = Arc::new(
         ScimConnector::new(
             http.clone(),
@@ -141,7 +145,7 @@ async fn main() {
             },
             Arc::new(SecretCredentials::new(store, "bench", http)),
         )
-        .with_rate_limit(Arc::new(RateLimiter::new(&rate).unwrap())),
+        .with_rate_limit(pacer.clone()),
     );
 
     let started = Instant::now();
@@ -173,9 +177,24 @@ async fn main() {
             }
         }));
     }
+    // The margin the pacer keeps on top of its one-second window, sampled every 50 ms.
+    let margins = tokio::spawn({
+        let pacer = pacer.clone();
+        async move {
+            let mut samples = Vec::new();
+            while Instant::now() < deadline {
+                samples.push(pacer.margin().as_secs_f64() * 1000.0);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        }
+    });
     for task in tasks {
         task.await.unwrap();
     }
+    let margins = margins.await.unwrap();
+    let margin_mean = margins.iter().sum::<f64>() / margins.len().max(1) as f64;
+    let margin_max = margins.iter().copied().fold(0.0, f64::max);
     let elapsed = started.elapsed().as_secs_f64();
 
     let times = limiter.all_accepted.lock().unwrap().clone();
@@ -214,7 +233,8 @@ async fn main() {
     println!(
         "achieved_per_sec={rate:.2} limit={per_second} ratio={:.3} http_429={refused} \
          busiest_sliding_1s={busiest} busiest_fixed_1s={busiest_fixed} other_errors={errors} \
-         callers={callers} burst={burst} rate={own_rate} seconds={seconds} load_avg_1m={load_1m}",
+         callers={callers} burst={burst} rate={own_rate} seconds={seconds} load_avg_1m={load_1m} \
+         margin_ms_mean={margin_mean:.1} margin_ms_max={margin_max:.1}",
         rate / per_second as f64,
     );
     let _ = throttled;

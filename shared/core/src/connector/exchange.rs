@@ -1,8 +1,9 @@
 //! One HTTP exchange with a target, shared by the SCIM and the REST connectors: the request goes
-//! out after the app's rate limit with the credentials (refreshed and sent once more after a
-//! 401), and the answer is read with the same distrust by both: size-capped while it streams in,
-//! redirects never followed, HTML and non-JSON bodies refused, statuses turned into the same
-//! error classes, and the credentials scrubbed from anything of the answer quoted in an error.
+//! out with the credentials (refreshed and sent once more after a 401), its rate-limit permit
+//! taken last (and a 429 widens the limit's margin), and the answer is read with the same
+//! distrust by both: size-capped while it streams in, redirects never followed, HTML and
+//! non-JSON bodies refused, statuses turned into the same error classes, and the credentials
+//! scrubbed from anything of the answer quoted in an error.
 //! What differs between the two ([`Dialect`]) is the media type, how an error body is read, and
 //! the wording of the hints.
 
@@ -349,9 +350,6 @@ impl Exchange<'_> {
         let payload = body.map(Value::to_string);
         let mut refreshed = false;
         loop {
-            if let Some(limiter) = self.rate_limit {
-                limiter.acquire().await?;
-            }
             let authorization = self.auth.authorization().await?;
             let mut header_value = HeaderValue::from_str(authorization.expose()).map_err(|_| {
                 ConnectorError::Credentials(
@@ -373,12 +371,24 @@ impl Exchange<'_> {
                     .header(CONTENT_TYPE, self.dialect.content_type)
                     .body(payload.clone());
             }
+            // The permit is taken last, right before the request is written: the instant the
+            // rate limit counts is then as close as it can be to the target's count.
+            let permit = match self.rate_limit {
+                Some(limiter) => Some(limiter.acquire().await?),
+                None => None,
+            };
             let started = Instant::now();
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(e, self.dialect.address_settings))?;
+            let response = request.send().await;
+            // The target has counted the request by now, if at all.
+            drop(permit);
+            let response =
+                response.map_err(|e| transport_error(e, self.dialect.address_settings))?;
             let answer = Answer::read(response, &authorization, self.dialect).await?;
+            if answer.status == 429
+                && let Some(limiter) = self.rate_limit
+            {
+                limiter.throttled();
+            }
             tracing::debug!(
                 method = %method,
                 path = answer.url.path(),

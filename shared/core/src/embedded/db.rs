@@ -1,8 +1,8 @@
 //! The embedded database: one `redb` file that the queue and the stores share.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use redb::{Database, DatabaseError, Durability, WriteTransaction};
 use time::OffsetDateTime;
@@ -31,6 +31,24 @@ struct Inner {
     queue_changed: Notify,
     /// Group commit: see [`EmbeddedDb::sync`].
     syncs: SyncState,
+    /// Shared write transactions: see [`EmbeddedDb::write_shared`].
+    shared_writes: std::sync::Mutex<SharedWrites>,
+}
+
+/// A write that may share its transaction with other callers' writes. It can run twice: when
+/// a write of a shared transaction fails, each is run again in a transaction of its own.
+type SharedWrite = Box<dyn Fn(&WriteTransaction) -> Result<(), Failure> + Send>;
+
+struct PendingWrite {
+    write: SharedWrite,
+    done: tokio::sync::oneshot::Sender<Result<(), Failure>>,
+}
+
+/// The writes waiting for the next shared transaction, and whether a writer is running.
+#[derive(Default)]
+struct SharedWrites {
+    pending: Vec<PendingWrite>,
+    writing: bool,
 }
 
 /// Tickets for [`EmbeddedDb::sync`]: a caller takes the next ticket after its commit; a sync
@@ -84,6 +102,7 @@ impl EmbeddedDb {
                 path,
                 queue_changed: Notify::new(),
                 syncs: SyncState::default(),
+                shared_writes: std::sync::Mutex::new(SharedWrites::default()),
             }),
         })
     }
@@ -107,6 +126,43 @@ impl EmbeddedDb {
         tokio::task::spawn_blocking(move || work(&inner.database))
             .await
             .map_err(|e| Failure::Database(format!("the database task stopped: {e}")))?
+    }
+
+    /// Applies `write` in a write transaction it may share with the writes of other callers
+    /// waiting at the same time, committed without a sync (the caller then awaits
+    /// [`EmbeddedDb::sync`]). Writes of concurrent jobs usually touch the same pages (the newest
+    /// log entries and their index keys), and redb copies and writes each dirty page once per
+    /// commit under its single writer lock: one commit for many writes is what lets the worker
+    /// scale past that lock.
+    ///
+    /// The writes of a shared transaction apply in the order they were asked for, each seeing
+    /// the ones before it, exactly as if each had its own transaction. When one fails, nothing
+    /// of the shared transaction is kept, and each write is run again alone, so a failure (a
+    /// version conflict) stays the failing caller's own.
+    pub(super) async fn write_shared<F>(&self, write: F) -> Result<(), Failure>
+    where
+        F: Fn(&WriteTransaction) -> Result<(), Failure> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let start_writer = {
+            let mut state = self
+                .inner
+                .shared_writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.pending.push(PendingWrite {
+                write: Box::new(write),
+                done,
+            });
+            !std::mem::replace(&mut state.writing, true)
+        };
+        if start_writer {
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || write_pending(&inner));
+        }
+        result
+            .await
+            .map_err(|_| Failure::Database("the database writer stopped".to_owned()))?
     }
 
     /// Returns once every commit made before the call is on disk.
@@ -138,6 +194,65 @@ impl EmbeddedDb {
         syncs.synced.fetch_max(covers, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// Runs the pending shared writes, a transaction per round, until none are left.
+fn write_pending(inner: &Inner) {
+    // Whatever happens to this thread, the next caller must be able to start a writer.
+    struct WriterRunning<'a>(&'a Inner);
+    impl Drop for WriterRunning<'_> {
+        fn drop(&mut self) {
+            let mut state = self
+                .0
+                .shared_writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.writing = false;
+        }
+    }
+    let _running = WriterRunning(inner);
+    loop {
+        let batch = {
+            let mut state = inner
+                .shared_writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if state.pending.is_empty() {
+                // Cleared under the lock, so a caller that pushes after this starts a writer.
+                state.writing = false;
+                return;
+            }
+            std::mem::take(&mut state.pending)
+        };
+        if batch.len() > 1 && apply_writes(&inner.database, batch.iter().map(|p| &p.write)).is_ok()
+        {
+            for pending in batch {
+                let _ = pending.done.send(Ok(()));
+            }
+            continue;
+        }
+        for pending in batch {
+            let alone = apply_writes(&inner.database, std::iter::once(&pending.write));
+            let _ = pending.done.send(alone);
+        }
+    }
+}
+
+/// Applies writes in one unsynced transaction: all of them, or (on the first failure) none.
+fn apply_writes<'a>(
+    database: &Database,
+    writes: impl Iterator<Item = &'a SharedWrite>,
+) -> Result<(), Failure> {
+    let txn = begin_unsynced(database)?;
+    for write in writes {
+        if let Err(failure) = write(&txn) {
+            // Nothing of a failed transaction is kept.
+            let _ = txn.abort();
+            return Err(failure);
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// A write transaction whose commit is not synced to disk: the caller then awaits

@@ -12,7 +12,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, Write
 use time::OffsetDateTime;
 use ulid::Ulid;
 
-use super::db::{EmbeddedDb, Failure, begin_unsynced};
+use super::db::{EmbeddedDb, Failure};
 use crate::ids::SalesforceId;
 use crate::link::AccountLink;
 use crate::log::{LogCursor, LogEntry, LogPage, LogQuery};
@@ -92,12 +92,10 @@ impl EmbeddedStore {
             prepared.push((entry.clone(), encoded, time_outlier));
         }
         self.db
-            .run(move |db| {
-                let txn = begin_unsynced(db)?;
+            .write_shared(move |txn| {
                 for (entry, encoded, time_outlier) in &prepared {
-                    write_entry(&txn, entry, encoded, *time_outlier)?;
+                    write_entry(txn, entry, encoded, *time_outlier)?;
                 }
-                txn.commit()?;
                 Ok(())
             })
             .await?;
@@ -277,23 +275,19 @@ impl LinkStore for EmbeddedStore {
         let app = link.app.clone();
         let user_id = link.user_id.as_str().to_owned();
         self.db
-            .run(move |db| {
-                let txn = begin_unsynced(db)?;
-                {
-                    let mut links = txn.open_table(LINKS)?;
-                    let key = (app.as_str(), user_id.as_str());
-                    let stored_version = match links.get(key)? {
-                        Some(stored) => Some(decode_link(stored.value())?.version),
-                        None => None,
-                    };
-                    if stored_version != expected_version {
-                        return Err(Failure::Conflict {
-                            expected: expected_version,
-                        });
-                    }
-                    links.insert(key, encoded.as_slice())?;
+            .write_shared(move |txn| {
+                let mut links = txn.open_table(LINKS)?;
+                let key = (app.as_str(), user_id.as_str());
+                let stored_version = match links.get(key)? {
+                    Some(stored) => Some(decode_link(stored.value())?.version),
+                    None => None,
+                };
+                if stored_version != expected_version {
+                    return Err(Failure::Conflict {
+                        expected: expected_version,
+                    });
                 }
-                txn.commit()?;
+                links.insert(key, encoded.as_slice())?;
                 Ok(())
             })
             .await?;
@@ -689,6 +683,71 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stored.target_id.as_deref(), Some("target-005000000000001"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_transactions_and_a_conflict_fails_only_its_own_write() {
+        let (_dir, store) = open();
+        store
+            .put_link(&link("slack", "005000000000999", 1), None)
+            .await
+            .unwrap();
+        // 200 new links, 200 log entries, and one stale write, all at once: whichever shared
+        // transaction the stale write lands in, only it fails.
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..200u32 {
+            let links = store.clone();
+            writes.spawn(async move {
+                let id = format!("005000000{n:06}");
+                links
+                    .put_link(&link("slack", &id, 1), None)
+                    .await
+                    .map(|()| "link")
+            });
+            let log = store.clone();
+            writes.spawn(async move {
+                let entry = entry_at(T0, u128::from(n));
+                log.append(&entry).await.map(|()| "entry")
+            });
+        }
+        let stale_store = store.clone();
+        writes.spawn(async move {
+            stale_store
+                .put_link(&link("slack", "005000000000999", 1), None)
+                .await
+                .map(|()| "stale")
+        });
+        let mut done = Vec::new();
+        let mut conflicts = 0;
+        while let Some(result) = writes.join_next().await {
+            match result.unwrap() {
+                Ok(kind) => done.push(kind),
+                Err(StoreError::Conflict { expected: None }) => conflicts += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(conflicts, 1);
+        assert_eq!(done.iter().filter(|k| **k == "link").count(), 200);
+        assert_eq!(done.iter().filter(|k| **k == "entry").count(), 200);
+        assert_eq!(
+            store
+                .list_links(Some("slack"), None, 1000)
+                .await
+                .unwrap()
+                .len(),
+            201
+        );
+        let mut ids = HashSet::new();
+        let mut query = LogQuery::default();
+        loop {
+            let page = store.query(&query).await.unwrap();
+            ids.extend(page.entries.into_iter().map(|e| e.id));
+            let Some(cursor) = page.next_cursor else {
+                break;
+            };
+            query.cursor = Some(cursor);
+        }
+        assert_eq!(ids.len(), 200);
     }
 
     #[tokio::test]

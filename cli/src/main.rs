@@ -348,9 +348,7 @@ enum HoldsAction {
     #[command(
         after_help = concat!("Examples:\n  userprov holds list --app slack\n  userprov holds list --stack userprov --profile prod --json\n\n--json prints one JSON array of holds (id, app, user_id, username, job_id, event_id, job,\nreason, held_at).\n\n", exit_codes!())
     )]
-    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
     #[command(mut_arg("links_table", |arg| arg.hide(true)))]
-    #[command(mut_arg("log_table", |arg| arg.hide(true)))]
     List {
         /// Only this app (as named in the configuration).
         #[arg(long)]
@@ -363,7 +361,6 @@ enum HoldsAction {
         after_help = concat!("Examples:\n  userprov holds release 01J9Z3...\n  userprov holds release --all --app slack --stack userprov --profile prod\n\n--json prints {\"action\": \"release\", \"settled\": [holds], \"missing\": [ids]}.\n\n", exit_codes!())
     )]
     #[command(mut_arg("links_table", |arg| arg.hide(true)))]
-    #[command(mut_arg("log_table", |arg| arg.hide(true)))]
     Release {
         /// Hold ids.
         #[arg(required_unless_present = "all")]
@@ -381,7 +378,6 @@ enum HoldsAction {
     #[command(
         after_help = concat!("Examples:\n  userprov holds discard 01J9Z3...\n  userprov holds discard --all --app slack --stack userprov --json\n\n--json prints {\"action\": \"discard\", \"settled\": [holds], \"missing\": [ids]}.\n\n", exit_codes!())
     )]
-    #[command(mut_arg("queue_url", |arg| arg.hide(true)))]
     #[command(mut_arg("links_table", |arg| arg.hide(true)))]
     Discard {
         #[arg(required_unless_present = "all")]
@@ -518,9 +514,9 @@ async fn main() -> ExitCode {
             use userprov_cli::holds;
             match action {
                 HoldsAction::List { app, from } => {
-                    if let Err(code) =
-                        refuse_unused(&from.aws, "holds list", &[QueueUrl, LinksTable, LogTable])
-                    {
+                    // The holds commands take the same options (a script names the deployment
+                    // once for all three); only the links table is foreign to them.
+                    if let Err(code) = refuse_unused(&from.aws, "holds list", &[LinksTable]) {
                         return code;
                     }
                     finish_with_code(holds::list(&from.into_options(), app.as_deref()).await)
@@ -531,9 +527,7 @@ async fn main() -> ExitCode {
                     app,
                     from,
                 } => {
-                    if let Err(code) =
-                        refuse_unused(&from.aws, "holds release", &[LinksTable, LogTable])
-                    {
+                    if let Err(code) = refuse_unused(&from.aws, "holds release", &[LinksTable]) {
                         return code;
                     }
                     let all_of = if all { app.as_deref() } else { None };
@@ -545,9 +539,7 @@ async fn main() -> ExitCode {
                     app,
                     from,
                 } => {
-                    if let Err(code) =
-                        refuse_unused(&from.aws, "holds discard", &[QueueUrl, LinksTable])
-                    {
+                    if let Err(code) = refuse_unused(&from.aws, "holds discard", &[LinksTable]) {
                         return code;
                     }
                     let all_of = if all { app.as_deref() } else { None };

@@ -712,9 +712,10 @@ fn aws_options_a_command_does_not_use_are_hidden_from_its_help_and_refused() {
         (vec!["accounts"], "--links-table", "--queue-url"),
         (vec!["dashboard"], "--log-table", "--queue-url"),
         (vec!["import"], "--queue-url", "--log-table"),
-        (vec!["holds", "list"], "--holds-table", "--queue-url"),
+        // The holds commands share their options (release needs the queue, discard the log).
+        (vec!["holds", "list"], "--queue-url", "--links-table"),
         (vec!["holds", "release"], "--queue-url", "--links-table"),
-        (vec!["holds", "discard"], "--log-table", "--queue-url"),
+        (vec!["holds", "discard"], "--log-table", "--links-table"),
     ] {
         let name = command.join(" ");
         let mut args = command.clone();

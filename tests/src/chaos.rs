@@ -432,11 +432,16 @@ fn render(users: &[User], deliveries: &[&Delivery]) -> String {
 }
 
 /// The `userprov` binary next to the running test or bin, built first (`cargo build -p
-/// userprov-cli --bin userprov`, a no-op when it is up to date) so a stale one is never used.
+/// userprov-cli --bin userprov`, a no-op when it is up to date) so a stale one is never used;
+/// or the one `USERPROV_BINARY` names (the 10,000-user run: the driver in the dev profile,
+/// whose tasks may panic and unwind, against a release `userprov`).
 pub fn userprov_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(given) = std::env::var_os("USERPROV_BINARY") {
+                return PathBuf::from(given);
+            }
             let exe = std::env::current_exe().expect("the running program has a path");
             let mut profile_dir = exe.parent().expect("a program lives in a directory");
             if profile_dir.file_name().is_some_and(|n| n == "deps") {

@@ -3,7 +3,8 @@
 //! requests. Nothing is lost, nothing is duplicated, every user ends in their newest state, and
 //! only the users designed to fail are in the dead-letter queue.
 //!
-//! The same driver runs bigger with `cargo run --release -p userprov-tests --bin chaos -- --users 10000`.
+//! The same driver runs bigger: `USERPROV_BINARY=target/release/userprov cargo run -p userprov-tests
+//! --bin chaos -- --users 10000 --kills 8` (see `tests/src/bin/chaos.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,8 +1,14 @@
 //! The fault-injection run from the command line, for runs bigger than CI's:
 //!
 //! ```sh
-//! cargo run --release -p userprov-tests --bin chaos -- --users 10000 --fault-rate 0.3 --kills 8
+//! cargo build --release -p userprov-cli --bin userprov
+//! USERPROV_BINARY=target/release/userprov \
+//!   cargo run -p userprov-tests --bin chaos -- --users 10000 --fault-rate 0.3 --kills 8
 //! ```
+//!
+//! The driver itself runs in the dev profile: built with the release profile (`panic = "abort"`)
+//! it aborts without a message before its report, a failure not understood yet. It drives the
+//! `userprov` that `USERPROV_BINARY` names (by default the one of its own profile, built first).
 //!
 //! Options: `--users N` (500), `--failing N` (5), `--fault-rate R` (0.3), `--kills N` (4),
 //! `--workers N` (8), `--senders N` (8), `--seed N` (7), `--drain-timeout-secs N` (600).

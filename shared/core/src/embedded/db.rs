@@ -198,16 +198,19 @@ impl EmbeddedDb {
 
 /// Runs the pending shared writes, a transaction per round, until none are left.
 fn write_pending(inner: &Inner) {
-    // Whatever happens to this thread, the next caller must be able to start a writer.
+    // If a write panics, the next caller must still be able to start a writer. (A normal end
+    // clears the flag below, under the lock; clearing it again here could let two run.)
     struct WriterRunning<'a>(&'a Inner);
     impl Drop for WriterRunning<'_> {
         fn drop(&mut self) {
-            let mut state = self
-                .0
-                .shared_writes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            state.writing = false;
+            if std::thread::panicking() {
+                let mut state = self
+                    .0
+                    .shared_writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.writing = false;
+            }
         }
     }
     let _running = WriterRunning(inner);

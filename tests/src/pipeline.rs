@@ -175,6 +175,38 @@ pub fn outbound_message(org_id: &str, users: &[Notified<'_>]) -> String {
 }
 
 /// Reads users straight from a SCIM server (for assertions), filtered by userName when given.
+/// Every group of a SCIM server and its members' ids, both sorted: (displayName, [member id]).
+pub async fn scim_group_memberships(base_url: &str, token: &str) -> Vec<(String, Vec<String>)> {
+    let list: Value = reqwest::Client::new()
+        .get(format!("{base_url}/Groups"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut groups: Vec<(String, Vec<String>)> = list["Resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| {
+            let mut members: Vec<String> = g["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| m["value"].as_str().unwrap().to_owned())
+                .collect();
+            members.sort();
+            (g["displayName"].as_str().unwrap().to_owned(), members)
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
 pub async fn scim_users(base_url: &str, token: &str, user_name: Option<&str>) -> Vec<Value> {
     let mut request = reqwest::Client::new()
         .get(format!("{base_url}/Users"))

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use userprov_core::http::event_auth::sign;
 use userprov_tests::peers::scim2_server::Scim2Server;
 use userprov_tests::pipeline::{
-    Notified, ORG_ID, TestStack, config_for, outbound_message, scim_users,
+    Notified, ORG_ID, TestStack, config_for, outbound_message, scim_group_memberships, scim_users,
 };
 
 const STREAMING: &str = include_str!("../fixtures/salesforce/platform-event-streaming.json");
@@ -195,33 +195,7 @@ Support_Tier_2 = ["support", "helpdesk"]
 
     let priya = setup.one_user("priya.nair@acme.example").await;
     let account = priya["id"].as_str().unwrap().to_owned();
-    let groups: Value = setup
-        .stack
-        .http
-        .get(format!("{}/Groups", setup.scim_url))
-        .bearer_auth(&setup.scim_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut memberships: Vec<(String, Vec<String>)> = groups["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|group| {
-            let members = group["members"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|member| member["value"].as_str().unwrap().to_owned())
-                .collect();
-            (group["displayName"].as_str().unwrap().to_owned(), members)
-        })
-        .collect();
-    memberships.sort();
+    let memberships = scim_group_memberships(&setup.scim_url, &setup.scim_token).await;
     assert_eq!(
         memberships,
         vec![

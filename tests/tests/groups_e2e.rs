@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use userprov_tests::peers::scim2_server::Scim2Server;
 use userprov_tests::pipeline::{
-    Notified, ORG_ID, TestStack, config_for, outbound_message, scim_users,
+    Notified, ORG_ID, TestStack, config_for, outbound_message, scim_group_memberships, scim_users,
 };
 
 const MARTA: &str = "marta.fernandes@acme.example";
@@ -79,35 +79,7 @@ impl Target {
 
     /// Group display name → its member ids, sorted.
     async fn memberships(&self) -> Vec<(String, Vec<String>)> {
-        let list: Value = self
-            .http
-            .get(format!("{}/Groups", self.base_url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut groups: Vec<(String, Vec<String>)> = list["Resources"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|g| {
-                let mut members: Vec<String> = g["members"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|m| m["value"].as_str().unwrap().to_owned())
-                    .collect();
-                members.sort();
-                (g["displayName"].as_str().unwrap().to_owned(), members)
-            })
-            .collect();
-        groups.sort();
-        groups
+        scim_group_memberships(&self.base_url, &self.token).await
     }
 
     async fn account_id(&self, user_name: &str) -> String {

@@ -325,7 +325,7 @@ async fn run_worker(
         match received {
             Ok(messages) if messages.is_empty() => {}
             Ok(messages) => {
-                let dispositions = worker.handle_batch(&messages).await;
+                let dispositions = handle_keeping_hidden(&queue, &worker, &messages).await;
                 let settlements: Vec<_> = messages.into_iter().zip(dispositions).collect();
                 // One commit for the batch. A message that is not settled becomes visible
                 // again when its timeout passes: not lost.
@@ -343,6 +343,32 @@ async fn run_worker(
             Err(error) => {
                 tracing::warn!(%error, "cannot receive from the queue; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Handles a batch while keeping its messages hidden: every third of the visibility timeout
+/// they get a new one, so a batch slowed by a slow target or by its users' earlier jobs is not
+/// delivered again meanwhile and only real attempts count. A worker that dies stops keeping
+/// them, and they return after one timeout.
+async fn handle_keeping_hidden(
+    queue: &EmbeddedQueue,
+    worker: &Worker,
+    messages: &[userprov_core::ports::ReceivedMessage],
+) -> Vec<userprov_core::ports::Disposition> {
+    let period = (queue.visibility_timeout() / 3).max(Duration::from_millis(100));
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let handling = worker.handle_batch(messages);
+    tokio::pin!(handling);
+    loop {
+        tokio::select! {
+            dispositions = &mut handling => return dispositions,
+            _ = renew.tick() => {
+                if let Err(error) = queue.keep_hidden(messages).await {
+                    tracing::warn!(%error, "cannot keep a batch in progress hidden; its messages may be delivered again");
+                }
             }
         }
     }

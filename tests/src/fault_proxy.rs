@@ -179,6 +179,8 @@ struct ProxyState {
     mix: Arc<Mutex<Option<FaultMix>>>,
     /// While set, every request is answered with this status (the target is down).
     outage: Arc<Mutex<Option<u16>>>,
+    /// Every request is held this long before it is forwarded (a slow target).
+    latency: Arc<Mutex<Duration>>,
     counters: Arc<Counters>,
     seen: Arc<Mutex<Vec<(String, String, u16)>>>,
     http: reqwest::Client,
@@ -200,6 +202,7 @@ impl FaultProxy {
             interferences: Arc::default(),
             mix: Arc::default(),
             outage: Arc::default(),
+            latency: Arc::default(),
             counters: Arc::default(),
             seen: Arc::default(),
             http: reqwest::Client::builder()
@@ -277,6 +280,11 @@ impl FaultProxy {
         *self.state.outage.lock().unwrap() = status;
     }
 
+    /// From now on, hold every request this long before forwarding it (a slow target).
+    pub fn set_latency(&self, latency: Duration) {
+        *self.state.latency.lock().unwrap() = latency;
+    }
+
     /// The random faults injected so far.
     pub fn fault_counts(&self) -> FaultCounts {
         let c = &self.state.counters;
@@ -305,6 +313,10 @@ impl Drop for FaultProxy {
 }
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
+    let latency = *state.latency.lock().unwrap();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let method = request.method().to_string();
     let path_and_query = request
         .uri()

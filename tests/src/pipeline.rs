@@ -174,7 +174,6 @@ pub fn outbound_message(org_id: &str, users: &[Notified<'_>]) -> String {
     )
 }
 
-/// Reads users straight from a SCIM server (for assertions), filtered by userName when given.
 /// Every group of a SCIM server and its members' ids, both sorted: (displayName, [member id]).
 pub async fn scim_group_memberships(base_url: &str, token: &str) -> Vec<(String, Vec<String>)> {
     let list: Value = reqwest::Client::new()
@@ -207,6 +206,7 @@ pub async fn scim_group_memberships(base_url: &str, token: &str) -> Vec<(String,
     groups
 }
 
+/// Reads users straight from a SCIM server (for assertions), filtered by userName when given.
 pub async fn scim_users(base_url: &str, token: &str, user_name: Option<&str>) -> Vec<Value> {
     let mut request = reqwest::Client::new()
         .get(format!("{base_url}/Users"))

@@ -287,6 +287,65 @@ async fn a_target_answering_500_then_201_is_retried_until_success() {
 }
 
 #[tokio::test]
+async fn a_batch_slower_than_the_visibility_timeout_is_kept_hidden_and_attempted_once() {
+    let scim = Target::new("slow");
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", scim.server.port())).await;
+    // Each of the user's three jobs waits for the one before, and every request takes 0.5 s:
+    // the batch runs past its 2 s visibility timeout.
+    proxy.set_latency(std::time::Duration::from_millis(500));
+    let base_url = format!("{}/{}/v2", proxy.url(), scim.tenant);
+    let config = config_for(&base_url, "", "").replace(
+        "request_timeout_secs = 5",
+        "request_timeout_secs = 1\nvisibility_timeout_secs = 2",
+    );
+    let stack = TestStack::start(&config, &[("userprov/scim", &scim.token)]).await;
+
+    let marta_as = |notification_id, title, modstamp| Notified {
+        notification_id,
+        user_id: "0058a00000LmN2pAAF",
+        fields: vec![
+            ("Username", MARTA),
+            ("LastName", "Fernandes"),
+            ("Email", MARTA),
+            ("IsActive", "true"),
+            ("Title", title),
+            ("SystemModstamp", modstamp),
+        ]
+        .leak(),
+    };
+    let body = outbound_message(
+        ORG_ID,
+        &[
+            marta_as("04l8a00000Dq7AaAAJ", "Analyst", "2026-11-29T08:00:00.000Z"),
+            marta_as("04l8a00000Dq7AbAAJ", "Engineer", "2026-11-29T08:00:01.000Z"),
+            marta_as("04l8a00000Dq7AcAAJ", "Lead", "2026-11-29T08:00:02.000Z"),
+        ],
+    );
+    post_ok(&stack, &body).await;
+
+    let entries = stack.log_entries(&format!("user={MARTA}")).await;
+    assert_eq!(
+        operations(&entries),
+        vec![
+            pair("create", "success"),
+            pair("update", "success"),
+            pair("update", "success")
+        ],
+        "one entry per job: no job was delivered a second time"
+    );
+    let attempts: Vec<_> = entries.iter().map(|e| e["attempt"].as_u64()).collect();
+    assert_eq!(attempts, vec![Some(1); 3]);
+    assert_eq!(one_user(&scim, MARTA).await["title"], "Lead");
+    let posts = proxy
+        .seen()
+        .into_iter()
+        .filter(|(method, _, _)| method == "POST")
+        .count();
+    assert_eq!(posts, 1, "one create");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_missing_required_attribute_fails_once_naming_the_attribute() {
     let scim = Target::new("required");
     let stack = stack_for(&scim).await;

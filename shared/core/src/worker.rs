@@ -249,17 +249,17 @@ impl Worker {
         }
         let runs = groups.into_values().map(|indexes| async move {
             let mut results = Vec::with_capacity(indexes.len());
-            let mut held_back: Option<Disposition> = None;
+            // Once a job of the user waits, the user's later jobs wait with it, unprocessed:
+            // postponed, so a delivery that never reached the target does not use up one of
+            // their attempts.
+            let mut held_back: Option<Duration> = None;
             for index in indexes {
-                let disposition = match &held_back {
-                    Some(delayed) => delayed.clone(),
+                let disposition = match held_back {
+                    Some(delay) => Disposition::Postpone(delay),
                     None => self.handle_message(&messages[index]).await,
                 };
-                if matches!(
-                    disposition,
-                    Disposition::RetryAfter(_) | Disposition::Postpone(_)
-                ) {
-                    held_back = Some(disposition.clone());
+                if let Disposition::RetryAfter(delay) | Disposition::Postpone(delay) = disposition {
+                    held_back = Some(delay);
                 }
                 results.push((index, disposition));
             }
@@ -1457,8 +1457,8 @@ mod tests {
         );
         assert_eq!(
             dispositions[1],
-            Disposition::RetryAfter(Duration::from_secs(7)),
-            "held back unprocessed"
+            Disposition::Postpone(Duration::from_secs(7)),
+            "held back unprocessed, without using up an attempt"
         );
         assert_eq!(dispositions[2], Disposition::Done);
         assert_eq!(

@@ -836,6 +836,68 @@ impl EmbeddedQueue {
     }
 }
 
+impl EmbeddedQueue {
+    /// How long a received message stays hidden.
+    pub fn visibility_timeout(&self) -> Duration {
+        self.settings.visibility_timeout
+    }
+
+    /// Keeps received messages hidden for another visibility timeout from now, as a consumer
+    /// still working on them does on SQS with ChangeMessageVisibility, so a slow job is not
+    /// delivered a second time (and charged a second attempt) while it runs. Returns how many it
+    /// kept; one received again or settled since is left alone.
+    pub async fn keep_hidden(&self, messages: &[ReceivedMessage]) -> Result<usize, QueueError> {
+        let until_ms = self
+            .now_ms()
+            .saturating_add(duration_ms(self.settings.visibility_timeout));
+        let wanted: Vec<(u64, String, String)> = messages
+            .iter()
+            .filter_map(|message| {
+                receipt_seq(&message.receipt)
+                    .map(|seq| (seq, message.receipt.clone(), message.message_id.clone()))
+            })
+            .collect();
+        let kept = self
+            .db
+            .run(move |db| {
+                let mut txn = db.begin_write()?;
+                // Not synced: losing it in a crash only means the message is delivered again.
+                txn.set_durability(Durability::None);
+                let mut kept = 0;
+                {
+                    let mut stored_messages = txn.open_table(MESSAGES)?;
+                    let mut index = Index::open(&txn)?;
+                    for (seq, receipt, message_id) in wanted {
+                        let Some(bytes) = stored_messages.get(seq)?.map(|v| v.value().to_vec())
+                        else {
+                            continue;
+                        };
+                        let mut stored: StoredMessage = decode(&bytes)?;
+                        if stored.state != MessageState::InFlight
+                            || stored.receipt.as_deref() != Some(receipt.as_str())
+                            || stored.message_id != message_id
+                        {
+                            continue;
+                        }
+                        // Its timeout may have passed already: it is still ours until another
+                        // receive takes it, so it leaves the ready index too.
+                        index.forget(seq, &stored.group_id, stored.visible_at_ms)?;
+                        stored.visible_at_ms = until_ms;
+                        stored_messages.insert(seq, encode(&stored)?.as_slice())?;
+                        index.hide(seq, &stored.group_id, until_ms)?;
+                        kept += 1;
+                    }
+                }
+                if kept > 0 {
+                    txn.commit()?;
+                }
+                Ok(kept)
+            })
+            .await?;
+        Ok(kept)
+    }
+}
+
 /// Applies one disposition in `txn`; false when the receipt is not the message's current one.
 fn settle_one(
     txn: &WriteTransaction,
@@ -1096,6 +1158,61 @@ mod tests {
         assert_eq!(again[0].message_id, first[0].message_id);
         assert_eq!(again[0].receive_count, 2);
         assert_ne!(again[0].receipt, first[0].receipt);
+    }
+
+    #[tokio::test]
+    async fn a_message_kept_hidden_is_not_delivered_again_while_its_consumer_works_on_it() {
+        let f = Fixture::new();
+        f.queue
+            .enqueue(&[job("slack", ALICE, "a1"), job("slack", BOB, "b1")])
+            .await
+            .unwrap();
+        let received = f.receive(10).await;
+        assert_eq!(received.len(), 2);
+
+        f.clock.advance(Duration::from_secs(20));
+        assert_eq!(f.queue.keep_hidden(&received).await.unwrap(), 2);
+        f.clock.advance(Duration::from_secs(20));
+        assert!(
+            f.receive(10).await.is_empty(),
+            "40 s after the receive, 20 s after being kept hidden for 30 s more"
+        );
+
+        f.settle(&received[0], Disposition::Done).await;
+        f.clock.advance(Duration::from_secs(10));
+        let again = f.receive(10).await;
+        assert_eq!(
+            events(&again),
+            ["b1"],
+            "the unsettled one returns once its new timeout passes"
+        );
+        assert_eq!(again[0].receive_count, 2);
+    }
+
+    #[tokio::test]
+    async fn keeping_hidden_reclaims_a_timed_out_message_only_until_it_is_received_again() {
+        let f = Fixture::new();
+        f.queue.enqueue(&[job("slack", ALICE, "a1")]).await.unwrap();
+        let first = f.receive(1).await;
+
+        f.clock.advance(Duration::from_secs(31));
+        assert_eq!(
+            f.queue.keep_hidden(&first).await.unwrap(),
+            1,
+            "timed out but not yet taken by another receive: still the consumer's"
+        );
+        assert!(f.receive(10).await.is_empty());
+
+        f.clock.advance(Duration::from_secs(31));
+        let second = f.receive(1).await;
+        assert_eq!(second[0].receive_count, 2);
+        assert_eq!(
+            f.queue.keep_hidden(&first).await.unwrap(),
+            0,
+            "the first receipt no longer holds the message"
+        );
+        f.settle(&second[0], Disposition::Done).await;
+        assert_eq!(f.queue.keep_hidden(&second).await.unwrap(), 0, "settled");
     }
 
     #[tokio::test]

@@ -16,14 +16,18 @@ use serde_json::{Map, Value};
 
 use super::exchange::{Answer, Exchange};
 use super::rate_limit::RateLimiter;
-use super::{Connector, ConnectorError, MatchKey, Reply, TargetAccount};
+use super::{Connector, ConnectorError, GroupOptions, MatchKey, Reply, TargetAccount};
 use crate::credentials::AuthProvider;
 use crate::mapping::TargetPath;
 
 pub mod answer;
+mod groups;
 pub mod settings;
 
-pub use settings::{ActiveField, BodyShape, HttpMethod, RestFind, RestOperation, RestSettings};
+pub use settings::{
+    ActiveField, BodyShape, HttpMethod, MemberBatch, RestFind, RestGroupCreate, RestGroupFind,
+    RestGroups, RestMembership, RestOperation, RestSettings,
+};
 
 pub struct RestConnector {
     http: reqwest::Client,
@@ -450,6 +454,34 @@ impl Connector for RestConnector {
             ));
         };
         self.change(delete, id, None).await
+    }
+
+    async fn group_id(
+        &self,
+        display_name: &str,
+        create: bool,
+    ) -> Result<Reply<Option<String>>, ConnectorError> {
+        self.find_or_create_group(display_name, create).await
+    }
+
+    async fn add_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        self.change_members(group_id, member_ids, true, options.chunk_size)
+            .await
+    }
+
+    async fn remove_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        self.change_members(group_id, member_ids, false, options.chunk_size)
+            .await
     }
 }
 

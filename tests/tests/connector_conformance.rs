@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,9 @@ use userprov_core::connector::{Connector, ConnectorError};
 use userprov_core::credentials::AuthProvider;
 use userprov_core::ports::SecretValue;
 use userprov_tests::conformance::{self, Subject};
-use userprov_tests::peers::json_server::{JsonServer, REST_SETTINGS};
+use userprov_tests::peers::json_server::{
+    JsonServer, REST_GROUPS_AS_LISTS, REST_GROUPS_ONE_BY_ONE, REST_SETTINGS,
+};
 use userprov_tests::peers::scim2_server::Scim2Server;
 use userprov_tests::scim_contract::user_resource;
 
@@ -32,10 +36,47 @@ impl AuthProvider for Bearer {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `[apps.rest]` of the json-server profile, as the config file gives it.
-pub fn json_server_settings() -> RestSettings {
-    let table: toml::Table = toml::from_str(REST_SETTINGS).unwrap();
+/// What the kit's group member reader returns.
+type Members = Pin<Box<dyn Future<Output = Vec<String>> + Send>>;
+
+/// `[apps.rest]` of the json-server profile with `group_templates`, as the config file gives it.
+pub fn json_server_settings(group_templates: &str) -> RestSettings {
+    let table: toml::Table = toml::from_str(&format!("{REST_SETTINGS}{group_templates}")).unwrap();
     table["apps"]["rest"].clone().try_into().unwrap()
+}
+
+/// The member ids of a group, read straight from the target's answer at `pointer`.
+async fn members_at(
+    url: String,
+    token: String,
+    pointer: &'static str,
+    field: Option<&'static str>,
+) -> Vec<String> {
+    let group: Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    group
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let id = match field {
+                Some(field) => &m[field],
+                None => m,
+            };
+            id.as_str().unwrap().to_owned()
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -53,6 +94,10 @@ async fn the_scim_connector_conforms_on_scim2_server() {
             Arc::new(Bearer(token.clone())),
         ))
     };
+    let members_of = |group_id: String| -> Members {
+        let url = format!("{base_url}/Groups/{group_id}");
+        Box::pin(members_at(url, token.clone(), "/members", Some("value")))
+    };
     let report = conformance::run(
         &Subject {
             connector: &make,
@@ -63,15 +108,16 @@ async fn the_scim_connector_conforms_on_scim2_server() {
             match_attribute: "userName",
             changed_attribute: "title",
             has_delete: true,
+            group_members: Some(&members_of),
         },
         "scim",
     )
     .await;
-    assert_eq!(report.checks.len(), 11, "{report:?}");
+    assert_eq!(report.checks.len(), 14, "{report:?}");
 }
 
-#[tokio::test]
-async fn the_rest_connector_conforms_on_json_server() {
+/// Runs the kit on a fresh json-server with the REST connector and `group_templates`.
+async fn rest_conformance(group_templates: &str) {
     let server = JsonServer::start();
     let base_url = server.url();
     let token = server.token.clone();
@@ -81,7 +127,7 @@ async fn the_rest_connector_conforms_on_json_server() {
                 http_client(TIMEOUT).unwrap(),
                 &base_url,
                 TIMEOUT,
-                json_server_settings(),
+                json_server_settings(group_templates),
                 Arc::new(Bearer(token.clone())),
             )
             .unwrap(),
@@ -96,6 +142,10 @@ async fn the_rest_connector_conforms_on_json_server() {
             "active": true
         })
     };
+    let members_of = |group_id: String| -> Members {
+        let url = format!("{base_url}/groups/{group_id}");
+        Box::pin(members_at(url, token.clone(), "/member_ids", None))
+    };
     let report = conformance::run(
         &Subject {
             connector: &make,
@@ -103,14 +153,25 @@ async fn the_rest_connector_conforms_on_json_server() {
             match_attribute: "email",
             changed_attribute: "title",
             has_delete: true,
+            group_members: Some(&members_of),
         },
         "rest",
     )
     .await;
-    assert_eq!(report.checks.len(), 11, "{report:?}\n{}", server.log());
+    assert_eq!(report.checks.len(), 14, "{report:?}\n{}", server.log());
     let stored = server.users().await;
     assert!(
         stored.iter().all(|u| u.get("schemas").is_none()),
         "SCIM bookkeeping is not sent to a REST API: {stored:?}"
     );
+}
+
+#[tokio::test]
+async fn the_rest_connector_conforms_on_json_server_one_member_per_request() {
+    rest_conformance(REST_GROUPS_ONE_BY_ONE).await;
+}
+
+#[tokio::test]
+async fn the_rest_connector_conforms_on_json_server_with_member_lists() {
+    rest_conformance(REST_GROUPS_AS_LISTS).await;
 }

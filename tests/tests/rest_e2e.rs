@@ -344,44 +344,76 @@ async fn memberships_follow_the_permission_set_groups(group_templates: &str) {
         server.log()
     );
 
-    // Sales_Cloud is taken away: Marta leaves "sales", its other member stays.
+    let entries = stack.log_entries("user=0058a00000LmN2pAAF").await;
+    assert_eq!(operations(&entries), pairs(&[("create", "success")]));
+    assert_eq!(
+        entries[0]["groups"]["added"],
+        serde_json::json!(["engineering", "github-users", "sales"])
+    );
+
+    // An admin puts Marta in the group outside the mapping, by hand, in the app.
+    let all_hands = server
+        .get_json("/groups?name=all-hands")
+        .await
+        .pointer("/0/id")
+        .map(id_text)
+        .unwrap();
+    server
+        .post(
+            &format!("groups/{all_hands}/members"),
+            &serde_json::json!({"user_id": marta}),
+        )
+        .await;
+
+    // Sales_Cloud is taken away: Marta leaves "sales", its other member stays, and so does
+    // the membership given by hand.
     post_ok(
         &stack,
         &marta_with_groups("04l8a0000000002", "2026-03-02T10:00:00.000Z", "Engineering"),
     )
     .await;
-    assert_eq!(
-        server.memberships().await,
-        vec![
-            ("all-hands".to_owned(), vec![colleague.clone()]),
-            ("engineering".to_owned(), vec![marta.clone()]),
-            ("github-users".to_owned(), vec![marta.clone()]),
-            ("sales".to_owned(), vec![colleague.clone()]),
-        ],
-        "{}",
-        server.log()
-    );
+    let mut all_hands_members = vec![colleague.clone(), marta.clone()];
+    all_hands_members.sort();
+    let expected = vec![
+        ("all-hands".to_owned(), all_hands_members),
+        ("engineering".to_owned(), vec![marta.clone()]),
+        ("github-users".to_owned(), vec![marta.clone()]),
+        ("sales".to_owned(), vec![colleague.clone()]),
+    ];
+    assert_eq!(server.memberships().await, expected, "{}", server.log());
     let entries = stack.log_entries("user=0058a00000LmN2pAAF").await;
-    let reasons: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("groups: added to engineering, github-users, sales")),
-        "{entries:#?}"
+    assert_eq!(
+        operations(&entries),
+        pairs(&[("create", "success"), ("update", "success")])
+    );
+    assert_eq!(
+        entries[1]["groups"],
+        serde_json::json!({"removed": ["sales"]})
     );
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("groups: removed from sales")),
-        "{entries:#?}"
+        entries[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("removed from sales"),
+        "{}",
+        entries[1]
     );
+
+    // The same Permission Set Groups again change nothing.
+    post_ok(
+        &stack,
+        &marta_with_groups("04l8a0000000003", "2026-03-02T11:00:00.000Z", "Engineering"),
+    )
+    .await;
+    let entries = stack.log_entries("user=0058a00000LmN2pAAF").await;
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    assert_eq!(entries[2]["operation"], "noop", "{}", entries[2]);
     assert!(
-        entries.iter().all(|e| e["status"] == "success"),
-        "{entries:#?}"
+        entries[2].get("groups").is_none_or(Value::is_null),
+        "{}",
+        entries[2]
     );
+    assert_eq!(server.memberships().await, expected);
     stack.shutdown().await;
 }
 

@@ -98,10 +98,26 @@ impl JsonServer {
         groups
     }
 
-    /// Creates a user or group as an admin of the app would; returns the new object.
-    pub async fn post(&self, collection: &str, body: &Value) -> Value {
+    /// A GET of `path` (e.g. `/groups?name=sales`), as an admin of the app would make it.
+    pub async fn get_json(&self, path: &str) -> Value {
         reqwest::Client::new()
-            .post(format!("{}/{collection}", self.url()))
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A POST to `path` below the base URL (e.g. `users`), as an admin of the app would make
+    /// it; returns the answer.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/{path}", self.url()))
             .bearer_auth(&self.token)
             .json(body)
             .send()

@@ -210,3 +210,19 @@ fn group_template_mistakes_are_reported_with_the_app_and_key() {
         "{error}"
     );
 }
+
+const CONNECTORS_GUIDE: &str = include_str!("../../../docs/connectors.md");
+
+#[test]
+fn every_group_template_example_in_the_connectors_guide_is_a_valid_config() {
+    let examples: Vec<String> = toml_blocks(CONNECTORS_GUIDE)
+        .into_iter()
+        .filter(|b| b.contains("[apps.rest.groups]"))
+        .collect();
+    assert_eq!(examples.len(), 2, "the one-by-one and the list examples");
+    for example in examples {
+        let config = Config::parse(&format!("{REST_APP}{example}{PSG_GROUPS}"), "guide")
+            .unwrap_or_else(|e| panic!("{e}\n{example}"));
+        assert!(config.apps[0].rest.as_ref().unwrap().groups.is_some());
+    }
+}

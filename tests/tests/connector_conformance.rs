@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use userprov_core::connector::rest::{RestConnector, RestSettings};
 use userprov_core::connector::scim::{ScimConnector, ScimSettings, http_client};
-use userprov_core::connector::{Connector, ConnectorError};
+use userprov_core::connector::{Connector, ConnectorError, GroupOptions};
 use userprov_core::credentials::AuthProvider;
 use userprov_core::ports::SecretValue;
 use userprov_tests::conformance::{self, Subject};
@@ -174,4 +174,75 @@ async fn the_rest_connector_conforms_on_json_server_one_member_per_request() {
 #[tokio::test]
 async fn the_rest_connector_conforms_on_json_server_with_member_lists() {
     rest_conformance(REST_GROUPS_AS_LISTS).await;
+}
+
+#[tokio::test]
+async fn rest_member_lists_go_in_chunks_and_an_empty_list_sends_nothing() {
+    let server = JsonServer::start();
+    let proxy = userprov_tests::fault_proxy::FaultProxy::start(&server.url()).await;
+    let rest = RestConnector::new(
+        http_client(TIMEOUT).unwrap(),
+        &proxy.url(),
+        TIMEOUT,
+        json_server_settings(REST_GROUPS_AS_LISTS),
+        Arc::new(Bearer(server.token.clone())),
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let user = server
+            .post(
+                "users",
+                &json!({"email": format!("member.{n}@acme.example")}),
+            )
+            .await;
+        ids.push(user["id"].to_string());
+    }
+    let group = rest.group_id("chunked", true).await.unwrap().value.unwrap();
+    let options = GroupOptions {
+        chunk_size: 2,
+        ..GroupOptions::default()
+    };
+    let calls = |method: &'static str| {
+        let path = format!("/groups/{group}/members");
+        let seen = proxy.seen();
+        seen.iter()
+            .filter(|(m, p, _)| m == method && *p == path)
+            .count()
+    };
+
+    rest.add_members(&group, &ids, &options).await.unwrap();
+    assert_eq!(
+        calls("POST"),
+        3,
+        "5 members in chunks of 2: {:?}",
+        proxy.seen()
+    );
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(
+        server.memberships().await,
+        vec![("chunked".to_owned(), all)]
+    );
+
+    rest.remove_members(&group, &ids[..3], &options)
+        .await
+        .unwrap();
+    assert_eq!(calls("DELETE"), 2, "{:?}", proxy.seen());
+    let mut left = ids[3..].to_vec();
+    left.sort();
+    assert_eq!(
+        server.memberships().await,
+        vec![("chunked".to_owned(), left.clone())],
+        "only the members named are removed"
+    );
+
+    let before = proxy.seen().len();
+    rest.add_members(&group, &[], &options).await.unwrap();
+    rest.remove_members(&group, &[], &options).await.unwrap();
+    assert_eq!(proxy.seen().len(), before, "an empty list sends no request");
+    assert_eq!(
+        server.memberships().await,
+        vec![("chunked".to_owned(), left)]
+    );
 }

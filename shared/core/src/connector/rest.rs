@@ -648,4 +648,49 @@ mod tests {
         }
         assert!(settings(USERS_API).validate().is_empty());
     }
+
+    #[test]
+    fn bad_group_templates_are_refused_naming_the_key() {
+        let bad = settings(&format!(
+            r#"{USERS_API}
+            [groups]
+            id_pointer = ""
+            name_pointer = "name"
+            find = {{ path = "/groups" }}
+            create = {{ method = "GET", path = "/groups/{{name}}" }}
+            add_members = {{ method = "GET", path = "/groups/{{group_id}}/members", item_pointer = "/id" }}
+            remove_members = {{ method = "DELETE", path = "/groups/{{group_id}}/members", member_pointer = "" }}
+            "#
+        ));
+        let issues = bad.validate();
+        let keys: Vec<&str> = issues.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "groups.find.path",
+                "groups.create.path",
+                "groups.create.method",
+                "groups.add_members",
+                "groups.add_members.item_pointer",
+                "groups.add_members.method",
+                "groups.remove_members.member_pointer",
+                "groups.id_pointer",
+                "groups.name_pointer",
+            ],
+            "{issues:#?}"
+        );
+        assert_eq!(
+            issues[1].1,
+            "\"/groups/{name}\" uses {name}; this path takes no placeholders"
+        );
+        let good = settings(&format!(
+            r#"{USERS_API}
+            [groups]
+            find = {{ path = "/groups?name={{name}}" }}
+            add_members = {{ method = "PUT", path = "/groups/{{group_id}}/users/{{member_id}}" }}
+            remove_members = {{ method = "POST", path = "/groups/{{group_id}}/remove", members_pointer = "", item_pointer = "/id" }}
+            "#
+        ));
+        assert!(good.validate().is_empty(), "{:?}", good.validate());
+    }
 }

@@ -246,3 +246,63 @@ async fn rest_member_lists_go_in_chunks_and_an_empty_list_sends_nothing() {
         vec![("chunked".to_owned(), left)]
     );
 }
+
+#[tokio::test]
+async fn a_find_that_misses_an_existing_group_is_a_config_error_not_a_second_group() {
+    let server = JsonServer::start();
+    server
+        .post("groups", &json!({"name": "ops", "member_ids": []}))
+        .await;
+    // This find searches by id instead of name, so it never sees the group.
+    let misread = REST_GROUPS_ONE_BY_ONE.replace("/groups?name={name}", "/groups?id={name}");
+    let rest = RestConnector::new(
+        http_client(TIMEOUT).unwrap(),
+        &server.url(),
+        TIMEOUT,
+        json_server_settings(&misread),
+        Arc::new(Bearer(server.token.clone())),
+    )
+    .unwrap();
+    let error = rest.group_id("ops", true).await.unwrap_err();
+    let ConnectorError::Config(message) = &error else {
+        panic!("not a config error: {error:?}")
+    };
+    assert!(
+        message.contains("HTTP 409") && message.contains("find (/groups?id={name})"),
+        "{message}"
+    );
+    assert_eq!(
+        server.memberships().await,
+        vec![("ops".to_owned(), vec![])],
+        "no second group"
+    );
+}
+
+#[tokio::test]
+async fn a_group_search_the_api_ignores_still_gives_only_the_group_named() {
+    let server = JsonServer::start();
+    for name in ["ops-emea", "sales", "ops"] {
+        server
+            .post("groups", &json!({"name": name, "member_ids": []}))
+            .await;
+    }
+    // json-server ignores a filter on a field its groups do not have: every group comes back.
+    let ignored = REST_GROUPS_ONE_BY_ONE.replace("/groups?name={name}", "/groups?title={name}");
+    let rest = RestConnector::new(
+        http_client(TIMEOUT).unwrap(),
+        &server.url(),
+        TIMEOUT,
+        json_server_settings(&ignored),
+        Arc::new(Bearer(server.token.clone())),
+    )
+    .unwrap();
+    assert_eq!(
+        rest.group_id("ops", false).await.unwrap().value.as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        rest.group_id("support", false).await.unwrap().value,
+        None,
+        "no other group stands in for a missing one"
+    );
+}

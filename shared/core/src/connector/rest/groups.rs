@@ -154,7 +154,13 @@ impl RestConnector {
             if again.value.is_some() {
                 return Ok(again);
             }
-            return Err(answer.failure());
+            // The app has the group, but find does not show it under its name.
+            return Err(ConnectorError::Config(format!(
+                "creating group {name:?} answered HTTP 409 (it exists), yet [apps.rest.groups] find ({}) \
+                 gives no group named {name:?} at name_pointer {:?}: check find.path, \
+                 find.results_pointer and name_pointer",
+                groups.find.path, groups.name_pointer
+            )));
         }
         if !answer.is_success() {
             return Err(answer.failure());

@@ -8,15 +8,18 @@
 //!     match_attribute: "email",
 //!     changed_attribute: "title",
 //!     has_delete: true,
+//!     group_members: None, // or Some(&|group_id| Box::pin(read_members_from_the_target(group_id)))
 //! }, "my-connector").await;
 //! ```
 //!
 //! Each check names itself; a failure says which one broke and what came back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use userprov_core::connector::{Connector, ConnectorError, MatchKey, TargetAccount};
+use userprov_core::connector::{Connector, ConnectorError, GroupOptions, MatchKey, TargetAccount};
 use userprov_core::mapping::TargetPath;
 
 /// A connector to test and the shape of the accounts it manages.
@@ -33,7 +36,15 @@ pub struct Subject<'a> {
     pub changed_attribute: &'a str,
     /// Whether the connector is configured to delete accounts.
     pub has_delete: bool,
+    /// For a connector that manages group memberships: reads a group's member ids straight
+    /// from the target (not through the connector), so the group checks see what really
+    /// happened. `None` skips the group checks.
+    pub group_members: Option<&'a MembersOf<'a>>,
 }
+
+/// Reads the member ids of the group with this id from the target.
+pub type MembersOf<'a> =
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Sync + 'a;
 
 /// What each check saw, for a report.
 #[derive(Debug, Default)]
@@ -225,6 +236,19 @@ pub async fn run(subject: &Subject<'_>, tag: &str) -> Report {
     expect_not_found(check, &missing, connector.set_active(&missing, true).await);
     report.checks.push(check);
 
+    if let Some(members_of) = subject.group_members {
+        group_checks(
+            subject,
+            members_of,
+            &connector,
+            &other_instance,
+            &id,
+            tag,
+            &mut report,
+        )
+        .await;
+    }
+
     if subject.has_delete {
         let check = "delete removes the account; a second delete is NotFound";
         connector
@@ -242,4 +266,95 @@ pub async fn run(subject: &Subject<'_>, tag: &str) -> Report {
         report.checks.push(check);
     }
     report
+}
+
+/// Groups: found by name, created once, members added and removed by name only.
+async fn group_checks(
+    subject: &Subject<'_>,
+    members_of: &MembersOf<'_>,
+    connector: &Arc<dyn Connector>,
+    other_instance: &Arc<dyn Connector>,
+    account: &str,
+    tag: &str,
+    report: &mut Report,
+) {
+    let name = format!("conformance-{tag}");
+    let options = GroupOptions::default();
+    let group_id = |check: &'static str, instance: &Arc<dyn Connector>, create: bool| {
+        let instance = Arc::clone(instance);
+        let name = name.clone();
+        async move {
+            instance
+                .group_id(&name, create)
+                .await
+                .unwrap_or_else(|e| panic!("{check}: group_id failed: {e:?}"))
+                .value
+        }
+    };
+
+    let check = "a group is found by name once it exists; creating it twice makes one group";
+    assert_eq!(group_id(check, connector, false).await, None, "{check}");
+    let group = group_id(check, connector, true)
+        .await
+        .unwrap_or_else(|| panic!("{check}: create gave no id"));
+    for (instance, create) in [(other_instance, false), (connector, true)] {
+        assert_eq!(
+            group_id(check, instance, create).await.as_deref(),
+            Some(group.as_str()),
+            "{check}"
+        );
+    }
+    assert_eq!(
+        members_of(group.clone()).await,
+        Vec::<String>::new(),
+        "{check}: a new group is empty"
+    );
+    report.checks.push(check);
+
+    let check = "adding a member puts it in the group; adding it again is harmless";
+    let member = vec![account.to_owned()];
+    for round in 0..2 {
+        connector
+            .add_members(&group, &member, &options)
+            .await
+            .unwrap_or_else(|e| panic!("{check} (round {round}): {e:?}"));
+        assert_eq!(
+            members_of(group.clone()).await,
+            member,
+            "{check} (round {round})"
+        );
+    }
+    report.checks.push(check);
+
+    let check = "removing a member takes out only that member; removing it again is harmless";
+    let other = other_instance
+        .create(&(subject.new_account)(&format!("{tag}-b")))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: creating a second account: {e:?}"))
+        .value
+        .id;
+    connector
+        .add_members(&group, std::slice::from_ref(&other), &options)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e:?}"));
+    let mut both = vec![account.to_owned(), other.clone()];
+    both.sort();
+    let mut now = members_of(group.clone()).await;
+    now.sort();
+    assert_eq!(now, both, "{check}: both members before the removal");
+    for round in 0..2 {
+        match other_instance
+            .remove_members(&group, &member, &options)
+            .await
+        {
+            Ok(_) | Err(ConnectorError::NotFound { .. }) => {}
+            Err(e) => panic!("{check} (round {round}): {e:?}"),
+        }
+        assert_eq!(
+            members_of(group.clone()).await,
+            vec![other.clone()],
+            "{check} (round {round}): the other member stays"
+        );
+    }
+    report.checks.push(check);
 }

@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 use userprov_tests::fault_proxy::{Fault, FaultProxy};
-use userprov_tests::peers::json_server::{JsonServer, REST_SETTINGS};
+use userprov_tests::peers::json_server::{
+    JsonServer, REST_GROUPS_AS_LISTS, REST_GROUPS_ONE_BY_ONE, REST_SETTINGS,
+};
 use userprov_tests::pipeline::{ORG_ID, TestStack};
 
 const JOINERS: &str = include_str!("../../infra/events/outbound/01-joiners.xml");
@@ -262,4 +264,165 @@ async fn bad_answers_are_classified_retried_and_never_followed_elsewhere() {
     // The proxy answered the three bad ones itself: json-server saw one create.
     assert_eq!(server.users_with_email(MARTA).await.len(), 1);
     stack.shutdown().await;
+}
+
+const GROUPS: &str = r#"
+[apps.groups]
+from = "PermissionSetGroups__c"
+[apps.groups.map]
+Sales_Cloud = "sales"
+Engineering = ["engineering", "github-users"]
+"#;
+
+fn marta_with_groups(notification_id: &str, modstamp: &str, groups: &str) -> String {
+    userprov_tests::pipeline::outbound_message(
+        ORG_ID,
+        &[userprov_tests::pipeline::Notified {
+            notification_id,
+            user_id: "0058a00000LmN2pAAF",
+            fields: &[
+                ("Username", MARTA),
+                ("Email", MARTA),
+                ("LastName", "Fernandes"),
+                ("IsActive", "true"),
+                ("SystemModstamp", modstamp),
+                ("PermissionSetGroups__c", groups),
+            ],
+        }],
+    )
+}
+
+/// Permission Set Groups become memberships through `group_templates`; a group the mapping no
+/// longer gives is left, and members and groups userprov does not manage are never touched.
+async fn memberships_follow_the_permission_set_groups(group_templates: &str) {
+    let server = JsonServer::start();
+    // The app already has a "sales" group with a member added by hand, and a group outside
+    // the mapping.
+    let colleague = server
+        .post(
+            "users",
+            &serde_json::json!({"email": "colleague@acme.example", "active": true}),
+        )
+        .await;
+    let colleague = id_text(&colleague["id"]);
+    server
+        .post(
+            "groups",
+            &serde_json::json!({"name": "sales", "member_ids": [colleague]}),
+        )
+        .await;
+    server
+        .post(
+            "groups",
+            &serde_json::json!({"name": "all-hands", "member_ids": [colleague]}),
+        )
+        .await;
+    let config = format!("{}{group_templates}{GROUPS}", rest_config(&server.url()));
+    let stack = TestStack::start(&config, &[("userprov/crm", &server.token)]).await;
+
+    post_ok(
+        &stack,
+        &marta_with_groups(
+            "04l8a0000000001",
+            "2026-03-02T09:00:00.000Z",
+            "Sales_Cloud;Engineering;Chatter_Free",
+        ),
+    )
+    .await;
+    let marta = id_text(&one_user(&server, MARTA).await["id"]);
+    let mut sales = vec![colleague.clone(), marta.clone()];
+    sales.sort();
+    assert_eq!(
+        server.memberships().await,
+        vec![
+            ("all-hands".to_owned(), vec![colleague.clone()]),
+            ("engineering".to_owned(), vec![marta.clone()]),
+            ("github-users".to_owned(), vec![marta.clone()]),
+            ("sales".to_owned(), sales),
+        ],
+        "the mapped groups are created when missing; unmapped Permission Set Groups give nothing\n{}",
+        server.log()
+    );
+
+    let entries = stack.log_entries("user=0058a00000LmN2pAAF").await;
+    assert_eq!(operations(&entries), pairs(&[("create", "success")]));
+    assert_eq!(
+        entries[0]["groups"]["added"],
+        serde_json::json!(["engineering", "github-users", "sales"])
+    );
+
+    // An admin puts Marta in the group outside the mapping, by hand, in the app.
+    let all_hands = server
+        .get_json("/groups?name=all-hands")
+        .await
+        .pointer("/0/id")
+        .map(id_text)
+        .unwrap();
+    server
+        .post(
+            &format!("groups/{all_hands}/members"),
+            &serde_json::json!({"user_id": marta}),
+        )
+        .await;
+
+    // Sales_Cloud is taken away: Marta leaves "sales", its other member stays, and so does
+    // the membership given by hand.
+    post_ok(
+        &stack,
+        &marta_with_groups("04l8a0000000002", "2026-03-02T10:00:00.000Z", "Engineering"),
+    )
+    .await;
+    let mut all_hands_members = vec![colleague.clone(), marta.clone()];
+    all_hands_members.sort();
+    let expected = vec![
+        ("all-hands".to_owned(), all_hands_members),
+        ("engineering".to_owned(), vec![marta.clone()]),
+        ("github-users".to_owned(), vec![marta.clone()]),
+        ("sales".to_owned(), vec![colleague.clone()]),
+    ];
+    assert_eq!(server.memberships().await, expected, "{}", server.log());
+    let entries = stack.log_entries("user=0058a00000LmN2pAAF").await;
+    assert_eq!(
+        operations(&entries),
+        pairs(&[("create", "success"), ("update", "success")])
+    );
+    assert_eq!(
+        entries[1]["groups"],
+        serde_json::json!({"removed": ["sales"]})
+    );
+    assert!(
+        entries[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("removed from sales"),
+        "{}",
+        entries[1]
+    );
+
+    // The same Permission Set Groups again change nothing.
+    post_ok(
+        &stack,
+        &marta_with_groups("04l8a0000000003", "2026-03-02T11:00:00.000Z", "Engineering"),
+    )
+    .await;
+    let entries = stack.log_entries("user=0058a00000LmN2pAAF").await;
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    assert_eq!(entries[2]["operation"], "noop", "{}", entries[2]);
+    assert!(
+        entries[2].get("groups").is_none_or(Value::is_null),
+        "{}",
+        entries[2]
+    );
+    assert_eq!(server.memberships().await, expected);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn permission_set_groups_become_memberships_one_member_per_request() {
+    memberships_follow_the_permission_set_groups(REST_GROUPS_ONE_BY_ONE).await;
+}
+
+#[tokio::test]
+async fn permission_set_groups_become_memberships_with_member_lists() {
+    memberships_follow_the_permission_set_groups(REST_GROUPS_AS_LISTS).await;
 }

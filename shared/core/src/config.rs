@@ -639,6 +639,9 @@ impl Config {
                     for (key, message) in rest.validate() {
                         issues.push(issue(&format!("{at}.rest.{key}"), &message));
                     }
+                    for (key, message) in rest.issues_with_groups(groups.as_ref()) {
+                        issues.push(issue(&format!("{at}.{key}"), &message));
+                    }
                 }
                 (None, _) => {}
             }

@@ -119,3 +119,110 @@ fn rest_mistakes_are_reported_with_the_app_and_key() {
         "{error}"
     );
 }
+
+const PSG_GROUPS: &str = r#"
+[apps.groups]
+from = "PermissionSetGroups__c"
+[apps.groups.map]
+Sales_Cloud = "sales"
+"#;
+
+const REST_GROUPS: &str = r#"
+[apps.rest.groups]
+find = { path = "/groups?name={name}", results_pointer = "/groups" }
+create = { method = "POST", path = "/groups" }
+add_members = { method = "POST", path = "/groups/{group_id}/members", member_pointer = "/user_id" }
+remove_members = { method = "DELETE", path = "/groups/{group_id}/members/{member_id}" }
+"#;
+
+#[test]
+fn a_rest_app_gets_groups_through_its_group_templates() {
+    let config = Config::parse(&format!("{REST_APP}{REST_GROUPS}{PSG_GROUPS}"), "rest")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let groups = config.apps[0].rest.as_ref().unwrap().groups.as_ref();
+    assert_eq!(groups.unwrap().find.results_pointer, "/groups");
+    assert!(config.apps[0].groups.is_some());
+}
+
+#[test]
+fn groups_for_a_rest_app_without_group_templates_are_a_precise_config_error() {
+    let error = Config::parse(&format!("{REST_APP}{PSG_GROUPS}"), "rest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "apps[crm].groups: connector \"rest\" changes group memberships only as [apps.rest.groups] describes"
+        ),
+        "{error}"
+    );
+    // Groups sent as a user attribute need no group templates.
+    let as_attribute = PSG_GROUPS.replace(
+        "[apps.groups.map]",
+        "deliver_as = \"attribute\"\n[apps.groups.map]",
+    );
+    Config::parse(&format!("{REST_APP}{as_attribute}"), "rest").unwrap_or_else(|e| panic!("{e}"));
+
+    let without_create =
+        REST_GROUPS.replace("create = { method = \"POST\", path = \"/groups\" }\n", "");
+    let error = Config::parse(&format!("{REST_APP}{without_create}{PSG_GROUPS}"), "rest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("apps[crm].groups.create_missing: is true (the default), but [apps.rest.groups] has no create template"),
+        "{error}"
+    );
+    let no_creating = PSG_GROUPS.replace(
+        "[apps.groups.map]",
+        "create_missing = false\n[apps.groups.map]",
+    );
+    Config::parse(&format!("{REST_APP}{without_create}{no_creating}"), "rest")
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn group_template_mistakes_are_reported_with_the_app_and_key() {
+    let bad = REST_GROUPS
+        .replace("/groups?name={name}", "/groups?name={value}")
+        .replace(
+            "path = \"/groups/{group_id}/members\", member_pointer = \"/user_id\"",
+            "path = \"/groups/{group_id}/members\", members_pointer = \"/user_ids\", member_pointer = \"/user_id\"",
+        )
+        .replace("/groups/{group_id}/members/{member_id}", "/groups/members/{member_id}");
+    let error = Config::parse(&format!("{REST_APP}{bad}{PSG_GROUPS}"), "rest")
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "apps[crm].rest.groups.find.path: \"/groups?name={value}\" uses {value}; the placeholders are {name}",
+        "apps[crm].rest.groups.add_members: send one member per request ({member_id} in the path, or member_pointer) or a list per request (members_pointer), not both",
+        "apps[crm].rest.groups.remove_members.path: \"/groups/members/{member_id}\" must contain {group_id}",
+    ] {
+        assert!(error.contains(expected), "{expected}\nin\n{error}");
+    }
+    let replacing = REST_GROUPS.replace(
+        "add_members = { method = \"POST\", path = \"/groups/{group_id}/members\", member_pointer = \"/user_id\" }",
+        "add_members = { method = \"PUT\", path = \"/groups/{group_id}/members\", members_pointer = \"/members\" }",
+    );
+    let error = Config::parse(&format!("{REST_APP}{replacing}{PSG_GROUPS}"), "rest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("apps[crm].rest.groups.add_members.method: a PUT with a member list usually replaces the group's whole member list"),
+        "{error}"
+    );
+}
+
+const CONNECTORS_GUIDE: &str = include_str!("../../../docs/connectors.md");
+
+#[test]
+fn every_group_template_example_in_the_connectors_guide_is_a_valid_config() {
+    let examples: Vec<String> = toml_blocks(CONNECTORS_GUIDE)
+        .into_iter()
+        .filter(|b| b.contains("[apps.rest.groups]"))
+        .collect();
+    assert_eq!(examples.len(), 2, "the one-by-one and the list examples");
+    for example in examples {
+        let config = Config::parse(&format!("{REST_APP}{example}{PSG_GROUPS}"), "guide")
+            .unwrap_or_else(|e| panic!("{e}\n{example}"));
+        assert!(config.apps[0].rest.as_ref().unwrap().groups.is_some());
+    }
+}

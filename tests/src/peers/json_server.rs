@@ -64,6 +64,72 @@ impl JsonServer {
         answer.as_array().cloned().unwrap_or_default()
     }
 
+    /// Every group as (name, its member ids sorted), sorted by name (for assertions).
+    pub async fn memberships(&self) -> Vec<(String, Vec<String>)> {
+        let answer: Value = reqwest::Client::new()
+            .get(format!("{}/groups", self.url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut groups: Vec<(String, Vec<String>)> = answer
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| {
+                let mut members: Vec<String> = g["member_ids"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| m.as_str().unwrap().to_owned())
+                    .collect();
+                members.sort();
+                (g["name"].as_str().unwrap().to_owned(), members)
+            })
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    /// A GET of `path` (e.g. `/groups?name=sales`), as an admin of the app would make it.
+    pub async fn get_json(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A POST to `path` below the base URL (e.g. `users`), as an admin of the app would make
+    /// it; returns the answer.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/{path}", self.url()))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The users with this email (exactly).
     pub async fn users_with_email(&self, email: &str) -> Vec<Value> {
         self.users()
@@ -86,4 +152,25 @@ update = { method = "PUT", path = "/users/{id}" }
 deactivate = { method = "PATCH", path = "/users/{id}", body = "active" }
 reactivate = { method = "PATCH", path = "/users/{id}", body = "active" }
 delete = { method = "DELETE", path = "/users/{id}" }
+"#;
+
+/// `[apps.rest.groups]` for the launcher's membership calls, one member per request:
+/// `POST /groups/{group_id}/members` with `{"user_id": ...}`, `DELETE .../members/{member_id}`.
+/// Append it to [`REST_SETTINGS`].
+pub const REST_GROUPS_ONE_BY_ONE: &str = r#"
+[apps.rest.groups]
+find = { path = "/groups?name={name}" }
+create = { method = "POST", path = "/groups" }
+add_members = { method = "POST", path = "/groups/{group_id}/members", member_pointer = "/user_id" }
+remove_members = { method = "DELETE", path = "/groups/{group_id}/members/{member_id}" }
+"#;
+
+/// `[apps.rest.groups]` for the launcher's list calls: `POST` and `DELETE` on
+/// `/groups/{group_id}/members` with `{"user_ids": [...]}`. Append it to [`REST_SETTINGS`].
+pub const REST_GROUPS_AS_LISTS: &str = r#"
+[apps.rest.groups]
+find = { path = "/groups?name={name}" }
+create = { method = "POST", path = "/groups" }
+add_members = { method = "POST", path = "/groups/{group_id}/members", members_pointer = "/user_ids" }
+remove_members = { method = "DELETE", path = "/groups/{group_id}/members", members_pointer = "/user_ids" }
 "#;

@@ -16,14 +16,18 @@ use serde_json::{Map, Value};
 
 use super::exchange::{Answer, Exchange};
 use super::rate_limit::RateLimiter;
-use super::{Connector, ConnectorError, MatchKey, Reply, TargetAccount};
+use super::{Connector, ConnectorError, GroupOptions, MatchKey, Reply, TargetAccount};
 use crate::credentials::AuthProvider;
 use crate::mapping::TargetPath;
 
 pub mod answer;
+mod groups;
 pub mod settings;
 
-pub use settings::{ActiveField, BodyShape, HttpMethod, RestFind, RestOperation, RestSettings};
+pub use settings::{
+    ActiveField, BodyShape, HttpMethod, MemberBatch, RestFind, RestGroupCreate, RestGroupFind,
+    RestGroups, RestMembership, RestOperation, RestSettings,
+};
 
 pub struct RestConnector {
     http: reqwest::Client,
@@ -451,6 +455,34 @@ impl Connector for RestConnector {
         };
         self.change(delete, id, None).await
     }
+
+    async fn group_id(
+        &self,
+        display_name: &str,
+        create: bool,
+    ) -> Result<Reply<Option<String>>, ConnectorError> {
+        self.find_or_create_group(display_name, create).await
+    }
+
+    async fn add_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        self.change_members(group_id, member_ids, true, options.chunk_size)
+            .await
+    }
+
+    async fn remove_members(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        options: &GroupOptions,
+    ) -> Result<Reply<()>, ConnectorError> {
+        self.change_members(group_id, member_ids, false, options.chunk_size)
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -615,5 +647,50 @@ mod tests {
             assert!(keys.iter().any(|k| k == expected), "{expected} in {keys:?}");
         }
         assert!(settings(USERS_API).validate().is_empty());
+    }
+
+    #[test]
+    fn bad_group_templates_are_refused_naming_the_key() {
+        let bad = settings(&format!(
+            r#"{USERS_API}
+            [groups]
+            id_pointer = ""
+            name_pointer = "name"
+            find = {{ path = "/groups" }}
+            create = {{ method = "GET", path = "/groups/{{name}}" }}
+            add_members = {{ method = "GET", path = "/groups/{{group_id}}/members", item_pointer = "/id" }}
+            remove_members = {{ method = "DELETE", path = "/groups/{{group_id}}/members", member_pointer = "" }}
+            "#
+        ));
+        let issues = bad.validate();
+        let keys: Vec<&str> = issues.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "groups.find.path",
+                "groups.create.path",
+                "groups.create.method",
+                "groups.add_members",
+                "groups.add_members.item_pointer",
+                "groups.add_members.method",
+                "groups.remove_members.member_pointer",
+                "groups.id_pointer",
+                "groups.name_pointer",
+            ],
+            "{issues:#?}"
+        );
+        assert_eq!(
+            issues[1].1,
+            "\"/groups/{name}\" uses {name}; this path takes no placeholders"
+        );
+        let good = settings(&format!(
+            r#"{USERS_API}
+            [groups]
+            find = {{ path = "/groups?name={{name}}" }}
+            add_members = {{ method = "PUT", path = "/groups/{{group_id}}/users/{{member_id}}" }}
+            remove_members = {{ method = "POST", path = "/groups/{{group_id}}/remove", members_pointer = "", item_pointer = "/id" }}
+            "#
+        ));
+        assert!(good.validate().is_empty(), "{:?}", good.validate());
     }
 }

@@ -540,6 +540,27 @@ async fn hostile_messages_get_a_precise_reason_and_queue_nothing() {
             403,
             "foreign_organization",
         ),
+        // serde_json's private raw-value key (its `raw_value` feature is on in this build):
+        // an ordinary, refused name here, never a way to have a string parsed as JSON.
+        (
+            json!({"events": [{"id": "e1", "user": {
+                "Id": MARTA_ID,
+                "$serde_json::private::RawValue": format!("{{\"Username\": \"{MARTA}\"}}"),
+            }}]})
+            .to_string()
+            .into_bytes(),
+            400,
+            "bad_field_name",
+        ),
+        (
+            json!({"$serde_json::private::RawValue": json!({"events": [
+                {"id": "e1", "user": {"Id": MARTA_ID, "Username": MARTA, "IsActive": true}}
+            ]}).to_string()})
+            .to_string()
+            .into_bytes(),
+            400,
+            "unknown_shape",
+        ),
     ];
     for (body, status, reason) in cases {
         let timestamp = now_secs().to_string();

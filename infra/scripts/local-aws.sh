@@ -207,6 +207,7 @@ deployment = {
     "webhook_function": resources["WebhookFunction"],
     "worker_function": resources["WorkerFunction"],
     "log_api_function": resources["LogApiFunction"],
+    "event_relay_function": resources.get("EventRelayFunction"),
     "outputs": outputs,
 }
 with open(out, "w") as f:

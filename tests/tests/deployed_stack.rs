@@ -30,6 +30,9 @@ const PRIYA: &str = "0058a00000LmN4rAAF";
 /// A user the fixture does not know, sent without the Email the mapping requires.
 const NO_EMAIL: &str = "0058a00000LmN6tAAF";
 
+/// Event Relay's partner event bus for the test org (the stack's `EventRelayBusName`).
+const RELAY_BUS: &str = "aws.partner/salesforce.com/00D8a000002bQxTEAU/0YL8a000000PqRsGAK";
+
 /// How long the stack gets to do one step: a debug binary's cold start plus the event source
 /// mapping's polling.
 const STEP: Duration = Duration::from_secs(120);
@@ -131,8 +134,15 @@ async fn the_deployed_stack_provisions_dead_letters_a_bad_job_and_survives_injec
         config_for(&scim.tenant_url("deployed"), "", ""),
     )
     .unwrap();
+    // Event Relay's partner bus exists before the stack that names it.
+    aws.create_event_bus(RELAY_BUS).await;
     let deploy_started = Instant::now();
-    let deployment = aws.deploy_with_config(&build_dir, &config_path);
+    let deployment = aws.deploy_stack(
+        &build_dir,
+        &config_path,
+        "userprov",
+        &format!("EventRelayBusName={RELAY_BUS}"),
+    );
     eprintln!("deployed in {:?}", deploy_started.elapsed());
     let context = || {
         format!(
@@ -205,7 +215,69 @@ async fn the_deployed_stack_provisions_dead_letters_a_bad_job_and_survives_injec
         flow_started.elapsed()
     );
 
-    // 2. A job that can never succeed (the mapping requires Email): failed once, kept in the DLQ.
+    // 2. Event Relay without the webhook: the event the rule on the partner bus hands to the
+    // Event Relay function, here invoked directly (the emulator does not deliver partner
+    // events), is queued and applied by the same worker.
+    let relay = deployment
+        .event_relay_function
+        .clone()
+        .expect("EventRelayBusName deploys the Event Relay function");
+    let mut relayed: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            userprov_tests::peers::repo_root()
+                .join("tests/fixtures/salesforce/eventbridge-user-provisioning-event.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    relayed["source"] = Value::from(RELAY_BUS);
+    relayed["id"] = Value::from("5f0c6f0e-7a52-4a3e-9d1b-2b7f3c9e1a01");
+    relayed["detail"]["id"] = Value::from("0b3e8f7d-93a4-4c1e-8e55-6a0f2d4c7b12");
+    let payload = &mut relayed["detail"]["payload"];
+    payload["Operation__c"] = Value::Null;
+    payload["User_Id__c"] = Value::from(MARTA);
+    payload["Username__c"] = Value::from("marta.fernandes@acme.example");
+    payload["Email__c"] = Value::from("marta.fernandes@acme.example");
+    payload["Federation_Identifier__c"] = Value::from("marta.fernandes@acme.example");
+    payload["First_Name__c"] = Value::from("Marta");
+    payload["Last_Name__c"] = Value::from("Fernandes");
+    payload["Is_Active__c"] = Value::from(true);
+    payload["Title__c"] = Value::from("Head of Sales Engineering");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    payload["Source_Last_Modified__c"] = Value::from(now_ms);
+    let relay_started = Instant::now();
+    let (status, answer) = aws.invoke(&relay, &relayed).await;
+    assert_eq!(status, 200, "{answer}\n{}", context());
+    let marta = eventually("Marta's title from the relayed event", context, || async {
+        scim_users(&base_url, &scim.token, Some("marta.fernandes@acme.example"))
+            .await
+            .into_iter()
+            .find(|user| user["title"] == "Head of Sales Engineering")
+    })
+    .await;
+    assert_eq!(marta["active"], true, "{marta}");
+    let updated = eventually("the relayed event's log entry", context, || async {
+        log_entries(&deployment, &format!("user={MARTA}"))
+            .await
+            .ok()
+            .filter(|entries| entries.len() >= 2)
+    })
+    .await;
+    assert_eq!(
+        updated.iter().map(outcome).collect::<Vec<_>>(),
+        [("create", "success"), ("update", "success")],
+        "{updated:?}"
+    );
+    assert_eq!(updated[1]["source"], "event_relay", "{}", updated[1]);
+    eprintln!(
+        "the relayed event was queued and applied in {:?}",
+        relay_started.elapsed()
+    );
+
+    // 3. A job that can never succeed (the mapping requires Email): failed once, kept in the DLQ.
     let bad_started = Instant::now();
     let no_email = outbound_message(
         ORG_ID,
@@ -271,7 +343,7 @@ async fn the_deployed_stack_provisions_dead_letters_a_bad_job_and_survives_injec
         bad_started.elapsed()
     );
 
-    // 3. The fault-injection driver against a second stack.
+    // 4. The fault-injection driver against a second stack.
     let chaos_started = Instant::now();
     chaos_on_the_deployed_stack(&aws, &build_dir).await;
     eprintln!(

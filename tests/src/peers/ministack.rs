@@ -57,6 +57,41 @@ impl Ministack {
         self.process.url()
     }
 
+    /// Creates an EventBridge event bus (before a deploy that names it, as Event Relay's
+    /// partner bus exists before the stack).
+    pub async fn create_event_bus(&self, name: &str) {
+        let answer = reqwest::Client::new()
+            .post(self.endpoint())
+            .header("x-amz-target", "AWSEvents.CreateEventBus")
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(serde_json::json!({ "Name": name }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "CreateEventBus {name}: {status} {text}"
+        );
+    }
+
+    /// Invokes a deployed function synchronously with `payload`, as a trigger (an EventBridge
+    /// rule) would; returns the HTTP status and the function's answer.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, String) {
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                self.endpoint()
+            ))
+            .header("content-type", "application/json")
+            .body(payload.to_string())
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    }
+
     /// What ministack printed so far (function output included).
     pub fn log(&self) -> String {
         self.process.log()
@@ -213,6 +248,8 @@ pub struct Deployment {
     pub webhook_function: String,
     pub worker_function: String,
     pub log_api_function: String,
+    /// The Event Relay function, deployed when the stack names an `EventRelayBusName`.
+    pub event_relay_function: Option<String>,
     /// Every CloudFormation output of the stack, by key.
     pub outputs: serde_json::Map<String, Value>,
 }
@@ -243,6 +280,10 @@ impl Deployment {
             webhook_function: field("webhook_function"),
             worker_function: field("worker_function"),
             log_api_function: field("log_api_function"),
+            event_relay_function: value
+                .get("event_relay_function")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             outputs: value
                 .get("outputs")
                 .and_then(Value::as_object)

@@ -662,6 +662,7 @@ impl<'a> Parser<'a> {
     /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
     /// The last short prefix resolved is remembered until the bindings in scope change: the
     /// fields of an sObject all share one prefix.
+    #[inline]
     fn resolve(&mut self, prefix: &[u8]) -> Ns {
         let key = short_key(prefix);
         if let (Some(key), Some((last, namespace))) = (key, self.last_resolved)
@@ -848,7 +849,8 @@ impl<'a> Parser<'a> {
         let mut found = ElementAttributes::default();
         // The attributes that may be `xsi:type` or `xsi:nil`: the first few are kept, so that
         // only an element with more of them reads its attributes a second time.
-        let mut candidates: [Option<Attribute<'_>>; 2] = [None, None];
+        // Key and value, as slices: nothing to drop.
+        let mut candidates: [Option<(&[u8], &[u8])>; 2] = [None, None];
         let mut candidate_count = 0;
         for (index, attribute) in start.attributes().enumerate() {
             if index >= MAX_ATTRIBUTES {
@@ -865,15 +867,23 @@ impl<'a> Parser<'a> {
             }
             let (local, prefix) = split_name(attribute.key.as_ref());
             if prefix.is_some() && matches!(local, b"type" | b"nil") {
-                if let Some(slot) = candidates.get_mut(candidate_count) {
-                    *slot = Some(attribute);
+                match (candidates.get_mut(candidate_count), &attribute.value) {
+                    (Some(slot), Cow::Borrowed(value)) => {
+                        *slot = Some((attribute.key.into_inner(), value));
+                        candidate_count += 1;
+                    }
+                    // Not kept: the attributes are read again.
+                    _ => candidate_count = usize::MAX,
                 }
-                candidate_count += 1;
             }
         }
         if candidate_count <= candidates.len() {
-            for attribute in candidates.iter().flatten() {
-                self.read_xsi_attribute(attribute, &mut found)?;
+            for &(key, value) in candidates.iter().flatten() {
+                let attribute = Attribute {
+                    key: QName(key),
+                    value: Cow::Borrowed(value),
+                };
+                self.read_xsi_attribute(&attribute, &mut found)?;
             }
         } else {
             for attribute in start.attributes().with_checks(false) {

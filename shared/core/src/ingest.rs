@@ -106,7 +106,7 @@ impl Ingest {
         for notification in message.notifications {
             match notification.object {
                 Ok(user) => events.push(SourceEvent {
-                    event_id: notification.id.to_string(),
+                    event_id: notification.id.as_str().to_owned(),
                     source: EventSource::OutboundMessage,
                     user: user.into_owned(),
                     event_time: None,

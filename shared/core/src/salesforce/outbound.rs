@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use quick_xml::escape::resolve_xml_entity;
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesDecl, BytesRef, BytesStart, Event};
 use quick_xml::name::{PrefixDeclaration, QName};
 use quick_xml::reader::Reader;
@@ -110,7 +111,7 @@ impl OutboundMessageRef<'_> {
 impl NotificationRef<'_> {
     pub fn into_owned(self) -> Notification {
         Notification {
-            id: self.id.to_string(),
+            id: self.id.as_str().to_owned(),
             object: self.object.map(UserRef::into_owned),
         }
     }
@@ -119,20 +120,67 @@ impl NotificationRef<'_> {
 impl UserRef<'_> {
     /// The normalised user: every value a string, `xsi:nil` as null.
     pub fn into_owned(self) -> SourceUser {
-        let fields: Fields = self
-            .fields
-            .into_iter()
-            .map(|(name, text)| {
-                let value = text.map_or(Value::Null, |text| Value::String(text.into_owned()));
-                (name.into_owned(), value)
-            })
-            .collect();
         SourceUser {
             id: self.id,
-            fields,
+            fields: owned_fields(self.fields),
             completeness: Completeness::Full,
         }
     }
+}
+
+/// Past this many fields, [`owned_fields`] leaves the ordering to the map.
+const FIELDS_ORDERED: usize = 32;
+
+/// The fields as a map. `BTreeMap`'s `FromIterator` sorts what it is given, comparing names as
+/// strings and moving whole entries; it is handed them already in order (one pass to check).
+/// The order is found on integers: each name's first eight bytes with its index, a string
+/// comparison only breaking a tie.
+fn owned_fields(mut fields: Vec<(Cow<'_, str>, Option<Cow<'_, str>>)>) -> Fields {
+    let owned = |name: Cow<'_, str>, text: Option<Cow<'_, str>>| {
+        let value = text.map_or(Value::Null, |text| Value::String(text.into_owned()));
+        (name.into_owned(), value)
+    };
+    if fields.len() > FIELDS_ORDERED {
+        return fields
+            .into_iter()
+            .map(|(name, text)| owned(name, text))
+            .collect();
+    }
+    let mut order = [0u128; FIELDS_ORDERED];
+    let order = &mut order[..fields.len()];
+    for (index, (slot, (name, _))) in order.iter_mut().zip(&fields).enumerate() {
+        *slot = u128::from(name_key(name)) << 64 | index as u128;
+    }
+    order.sort_unstable();
+    let index = |entry: u128| (entry & u128::from(u64::MAX)) as usize;
+    // Names that share their first eight bytes: ordered by the whole name.
+    for i in 1..order.len() {
+        let mut j = i;
+        while j > 0 && order[j - 1] >> 64 == order[j] >> 64 && {
+            let (a, b) = (index(order[j - 1]), index(order[j]));
+            fields.get(a).map(|f| &f.0) > fields.get(b).map(|f| &f.0)
+        } {
+            order.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let mut sorted = Vec::with_capacity(order.len());
+    for &entry in order.iter() {
+        if let Some((name, text)) = fields.get_mut(index(entry)) {
+            sorted.push(owned(std::mem::take(name), text.take()));
+        }
+    }
+    sorted.into_iter().collect()
+}
+
+/// The first eight bytes of a name as a big-endian integer, zero-padded: integers in the order of
+/// the names (names hold no NUL), equal only when those bytes are.
+#[inline]
+fn name_key(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let head = &name.as_bytes()[..name.len().min(8)];
+    bytes[..head.len()].copy_from_slice(head);
+    u64::from_be_bytes(bytes)
 }
 
 /// Why one notification of an otherwise good message carries no usable user.
@@ -325,8 +373,10 @@ enum Frame<'a> {
     Envelope,
     Body,
     Notifications,
-    Notification(NotificationDraft<'a>),
-    UserSObject(UserDraft<'a>),
+    /// A Notification, gathered in [`Parser::notification`] (only one is open at a time).
+    Notification,
+    /// A User sObject, gathered in [`Parser::user`] (only one is open at a time).
+    UserSObject,
     Value(ValueDraft<'a>),
     /// An element whose content does not matter, and everything inside it.
     Ignored,
@@ -360,6 +410,7 @@ impl Binding<'_> {
 
 /// A prefix of at most 7 bytes (all real ones) packed into an integer with its length, which
 /// tells prefixes apart exactly; `None` for a longer one.
+#[inline]
 fn short_key(prefix: &[u8]) -> Option<u64> {
     if prefix.len() > 7 {
         return None;
@@ -371,7 +422,21 @@ fn short_key(prefix: &[u8]) -> Option<u64> {
     )
 }
 
+/// A qualified name's local part and prefix, split at its first colon as quick-xml's
+/// `QName::decompose` does; names are short, so a plain loop beats its `memchr` call.
+#[inline]
+fn split_name(name: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match name.iter().position(|&byte| byte == b':') {
+        Some(colon) => (
+            name.get(colon + 1..).unwrap_or_default(),
+            Some(name.get(..colon).unwrap_or_default()),
+        ),
+        None => (name, None),
+    }
+}
+
 /// The namespace `prefix` is bound to by the innermost of `bindings` that binds it.
+#[inline]
 fn resolve_in(bindings: &[Binding<'_>], prefix: &[u8]) -> Ns {
     let key = short_key(prefix);
     bindings
@@ -403,15 +468,23 @@ struct UserDraft<'a> {
     /// The field names, once there are more than [`FIELDS_SCANNED`], so that a hostile sObject
     /// with many fields costs linear time, not quadratic.
     names: Option<HashSet<Cow<'a, str>>>,
+    /// Bit `n % 64` is set when a field name of `n` bytes was added: a name whose bit is clear
+    /// cannot be a duplicate, and needs no scan.
+    name_lengths: u64,
 }
 
 impl<'a> UserDraft<'a> {
     /// Adds a field, refusing a name already given.
     fn add(&mut self, name: Cow<'a, str>, text: Option<Cow<'a, str>>) -> Result<(), OutboundError> {
+        let length_bit = 1u64 << (name.len() % 64);
         let taken = match &mut self.names {
             Some(names) => !names.insert(name.clone()),
-            None => self.fields.iter().any(|(seen, _)| *seen == name),
+            None => {
+                self.name_lengths & length_bit != 0
+                    && self.fields.iter().any(|(seen, _)| *seen == name)
+            }
         };
+        self.name_lengths |= length_bit;
         if taken {
             return Err(OutboundError::DuplicateField {
                 field: name.into_owned(),
@@ -479,6 +552,8 @@ struct Parser<'a> {
     open: Vec<OpenElement<'a>>,
     /// Namespace declarations in scope, innermost last.
     bindings: Vec<Binding<'a>>,
+    /// A short prefix's key and its namespace under the current `bindings`.
+    last_resolved: Option<(u64, Ns)>,
     root_seen: bool,
     body_seen: bool,
     notifications_seen: bool,
@@ -487,6 +562,10 @@ struct Parser<'a> {
     action_id_seen: bool,
     action_id: Option<SalesforceId>,
     notification_count: usize,
+    /// The open Notification.
+    notification: NotificationDraft<'a>,
+    /// The open User sObject.
+    user: UserDraft<'a>,
     notification_ids: HashSet<[u8; 18]>,
     notifications: Vec<NotificationRef<'a>>,
 }
@@ -496,8 +575,10 @@ impl<'a> Parser<'a> {
         Self {
             input,
             carriage_return,
-            open: Vec::with_capacity(MAX_DEPTH),
+            // A real message nests about seven deep; a deeper one grows the stack.
+            open: Vec::with_capacity(8),
             bindings: Vec::new(),
+            last_resolved: None,
             root_seen: false,
             body_seen: false,
             notifications_seen: false,
@@ -506,6 +587,8 @@ impl<'a> Parser<'a> {
             action_id_seen: false,
             action_id: None,
             notification_count: 0,
+            notification: NotificationDraft::default(),
+            user: UserDraft::default(),
             notification_ids: HashSet::with_capacity(NOTIFICATIONS_EXPECTED),
             notifications: Vec::with_capacity(NOTIFICATIONS_EXPECTED),
         }
@@ -554,9 +637,9 @@ impl<'a> Parser<'a> {
         }
         let attributes = self.read_attributes(start)?;
         let namespace_declarations = attributes.namespace_declarations;
-        let (local, prefix) = start.name().decompose();
-        let namespace = self.resolve(prefix.as_ref().map_or(&b""[..], |p| p.as_ref()));
-        let local = self.local_name(local.as_ref())?;
+        let (local, prefix) = split_name(start.name().into_inner());
+        let namespace = self.resolve(prefix.unwrap_or_default());
+        let local = self.local_name(local)?;
         let frame = self.frame_for(namespace, local, attributes)?;
         self.open.push(OpenElement {
             frame,
@@ -577,8 +660,19 @@ impl<'a> Parser<'a> {
 
     /// The namespace a prefix (empty: none) stands for here. An element without a prefix is in
     /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
-    fn resolve(&self, prefix: &[u8]) -> Ns {
-        resolve_in(&self.bindings, prefix)
+    /// The last short prefix resolved is remembered until the bindings in scope change: the
+    /// fields of an sObject all share one prefix.
+    #[inline]
+    fn resolve(&mut self, prefix: &[u8]) -> Ns {
+        let key = short_key(prefix);
+        if let (Some(key), Some((last, namespace))) = (key, self.last_resolved)
+            && key == last
+        {
+            return namespace;
+        }
+        let namespace = resolve_in(&self.bindings, prefix);
+        self.last_resolved = key.map(|key| (key, namespace));
+        namespace
     }
 
     /// Brings a namespace declaration into scope, refusing the bindings XML forbids. False when
@@ -620,6 +714,7 @@ impl<'a> Parser<'a> {
             key: short_key(prefix),
             namespace: Ns::of_uri(uri),
         });
+        self.last_resolved = None;
         Ok(true)
     }
 
@@ -694,16 +789,18 @@ impl<'a> Parser<'a> {
                     // Only counted, for the error that will refuse the message.
                     Frame::Ignored
                 } else {
-                    Frame::Notification(NotificationDraft::default())
+                    self.notification = NotificationDraft::default();
+                    Frame::Notification
                 }
             }
-            (Frame::Notification(draft), Ns::Outbound, "Id") => {
-                if std::mem::replace(&mut draft.id_seen, true) {
+            (Frame::Notification, Ns::Outbound, "Id") => {
+                if std::mem::replace(&mut self.notification.id_seen, true) {
                     return Err(malformed("a Notification with more than one Id"));
                 }
                 value(Target::NotificationId)
             }
-            (Frame::Notification(draft), Ns::Outbound, "sObject") => {
+            (Frame::Notification, Ns::Outbound, "sObject") => {
+                let draft = &mut self.notification;
                 if draft.object.is_some() {
                     return Err(malformed("a Notification with more than one sObject"));
                 }
@@ -719,13 +816,14 @@ impl<'a> Parser<'a> {
                 } else {
                     // Marks the sObject as seen; replaced by the user when it closes.
                     draft.object = Some(Err(NotificationError::MissingUserId));
-                    Frame::UserSObject(UserDraft {
+                    self.user = UserDraft {
                         fields: Vec::with_capacity(FIELDS_SCANNED),
                         ..UserDraft::default()
-                    })
+                    };
+                    Frame::UserSObject
                 }
             }
-            (Frame::UserSObject(_), Ns::Enterprise, _) => value(Target::Field(field_name(local)?)),
+            (Frame::UserSObject, Ns::Enterprise, _) => value(Target::Field(field_name(local)?)),
             (Frame::Value(parent), Ns::Enterprise, _) => match &parent.target {
                 Target::Field(parent_key) => {
                     let key = field_name(Cow::Owned(format!("{parent_key}.{local}")))?;
@@ -749,7 +847,11 @@ impl<'a> Parser<'a> {
         start: &BytesStart<'_>,
     ) -> Result<ElementAttributes<'a>, OutboundError> {
         let mut found = ElementAttributes::default();
-        let mut xsi_candidates = false;
+        // The attributes that may be `xsi:type` or `xsi:nil`: the first few are kept, so that
+        // only an element with more of them reads its attributes a second time.
+        // Key and value, as slices: nothing to drop.
+        let mut candidates: [Option<(&[u8], &[u8])>; 2] = [None, None];
+        let mut candidate_count = 0;
         for (index, attribute) in start.attributes().enumerate() {
             if index >= MAX_ATTRIBUTES {
                 return Err(malformed(format_args!(
@@ -763,56 +865,91 @@ impl<'a> Parser<'a> {
                 }
                 continue;
             }
-            let (local, prefix) = attribute.key.decompose();
-            xsi_candidates |= prefix.is_some() && matches!(local.as_ref(), b"type" | b"nil");
-        }
-        if !xsi_candidates {
-            return Ok(found);
-        }
-        for attribute in start.attributes().with_checks(false) {
-            let attribute = attribute.map_err(|e| self.detail_error(&e))?;
-            let (local, prefix) = attribute.key.decompose();
-            let Some(prefix) = prefix else { continue };
-            let is_type = match local.as_ref() {
-                b"type" => true,
-                b"nil" => false,
-                _ => continue,
-            };
-            if prefix.as_ref() == b"xmlns" || self.resolve(prefix.as_ref()) != Ns::Xsi {
-                continue;
+            let (local, prefix) = split_name(attribute.key.as_ref());
+            if prefix.is_some() && matches!(local, b"type" | b"nil") {
+                match (candidates.get_mut(candidate_count), &attribute.value) {
+                    (Some(slot), Cow::Borrowed(value)) => {
+                        *slot = Some((attribute.key.into_inner(), value));
+                        candidate_count += 1;
+                    }
+                    // Not kept: the attributes are read again.
+                    _ => candidate_count = usize::MAX,
+                }
             }
-            let value = attribute
-                .unescape_value_with(resolve_xml_entity)
-                .map_err(|e| self.detail_error(&e))?;
-            if is_type {
-                found.xsi_type = Some(match within(self.input, value.as_bytes()) {
-                    Some(lent) => Cow::Borrowed(lent),
-                    None => Cow::Owned(value.into_owned()),
-                });
-            } else {
-                found.nil = match value.trim_matches(is_xml_space) {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => return Err(malformed("xsi:nil is neither true nor false")),
+        }
+        if candidate_count <= candidates.len() {
+            for &(key, value) in candidates.iter().flatten() {
+                let attribute = Attribute {
+                    key: QName(key),
+                    value: Cow::Borrowed(value),
                 };
+                self.read_xsi_attribute(&attribute, &mut found)?;
+            }
+        } else {
+            for attribute in start.attributes().with_checks(false) {
+                let attribute = attribute.map_err(|e| self.detail_error(&e))?;
+                self.read_xsi_attribute(&attribute, &mut found)?;
             }
         }
         Ok(found)
+    }
+
+    /// Notes the attribute if it is `xsi:type` or `xsi:nil`, with every declaration of its
+    /// element in scope.
+    fn read_xsi_attribute(
+        &mut self,
+        attribute: &Attribute<'_>,
+        found: &mut ElementAttributes<'a>,
+    ) -> Result<(), OutboundError> {
+        let (local, prefix) = split_name(attribute.key.as_ref());
+        let Some(prefix) = prefix else {
+            return Ok(());
+        };
+        let is_type = match local {
+            b"type" => true,
+            b"nil" => false,
+            _ => return Ok(()),
+        };
+        if prefix == b"xmlns" || self.resolve(prefix) != Ns::Xsi {
+            return Ok(());
+        }
+        let value = attribute
+            .unescape_value_with(resolve_xml_entity)
+            .map_err(|e| self.detail_error(&e))?;
+        if is_type {
+            found.xsi_type = Some(match within(self.input, value.as_bytes()) {
+                Some(lent) => Cow::Borrowed(lent),
+                None => Cow::Owned(value.into_owned()),
+            });
+        } else {
+            found.nil = match value.trim_matches(is_xml_space) {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(malformed("xsi:nil is neither true nor false")),
+            };
+        }
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), OutboundError> {
         let Some(closed) = self.open.pop() else {
             return Err(malformed("an end tag without a start tag"));
         };
-        let in_scope = self.bindings.len();
-        self.bindings
-            .truncate(in_scope.saturating_sub(closed.namespace_declarations));
+        if closed.namespace_declarations > 0 {
+            let in_scope = self.bindings.len();
+            self.bindings
+                .truncate(in_scope.saturating_sub(closed.namespace_declarations));
+            self.last_resolved = None;
+        }
         match closed.frame {
-            Frame::Notification(draft) => self.finish_notification(draft),
-            Frame::UserSObject(user) => {
-                if let Some(Frame::Notification(draft)) = self.top_mut() {
-                    draft.object = Some(user.into_object());
-                }
+            Frame::Notification => {
+                let draft = std::mem::take(&mut self.notification);
+                self.finish_notification(draft)
+            }
+            Frame::UserSObject => {
+                // An sObject's parent is always its Notification.
+                let user = std::mem::take(&mut self.user);
+                self.notification.object = Some(user.into_object());
                 Ok(())
             }
             Frame::Value(value) => self.finish_value(value),
@@ -864,9 +1001,8 @@ impl<'a> Parser<'a> {
                             .map_err(|e| OutboundError::BadNotificationId(e.to_string()))?,
                     )
                 };
-                if let Some(Frame::Notification(draft)) = self.top_mut() {
-                    draft.id = id;
-                }
+                // The Id's parent is always its Notification.
+                self.notification.id = id;
             }
             Target::Field(key) => {
                 let value = if nil {
@@ -877,17 +1013,8 @@ impl<'a> Parser<'a> {
                 } else {
                     Some(text)
                 };
-                let Some(user) = self
-                    .open
-                    .iter_mut()
-                    .rev()
-                    .find_map(|element| match &mut element.frame {
-                        Frame::UserSObject(user) => Some(user),
-                        _ => None,
-                    })
-                else {
-                    return Ok(());
-                };
+                // A field is always inside the one open User sObject.
+                let user = &mut self.user;
                 if key == "Id" {
                     if user.id.is_some() {
                         return Err(OutboundError::DuplicateField {
@@ -1048,6 +1175,7 @@ fn parse_organization_id(text: &str) -> Result<SalesforceId, OutboundError> {
     Ok(id)
 }
 
+#[inline]
 fn field_name(key: Cow<'_, str>) -> Result<Cow<'_, str>, OutboundError> {
     if key.len() > MAX_FIELD_NAME_BYTES {
         return Err(malformed(format_args!(
@@ -1059,6 +1187,7 @@ fn field_name(key: Cow<'_, str>) -> Result<Cow<'_, str>, OutboundError> {
 
 /// `part` as a slice of `input`, with `input`'s lifetime, when it lies inside it. The reader lends
 /// names and text from the body it reads, so they do; anything else gets `None`.
+#[inline]
 fn within<'a>(input: &'a str, part: &[u8]) -> Option<&'a str> {
     let start = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
     input.get(start..start.checked_add(part.len())?)

@@ -177,6 +177,19 @@ fn groups_for_a_rest_app_without_group_templates_are_a_precise_config_error() {
     );
     Config::parse(&format!("{REST_APP}{without_create}{no_creating}"), "rest")
         .unwrap_or_else(|e| panic!("{e}"));
+
+    // SCIM's removal dialect is refused rather than silently ignored.
+    let scim_dialect = PSG_GROUPS.replace(
+        "[apps.groups.map]",
+        "member_removal = \"value_list\"\n[apps.groups.map]",
+    );
+    let error = Config::parse(&format!("{REST_APP}{REST_GROUPS}{scim_dialect}"), "rest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("apps[crm].groups.member_removal: is a SCIM dialect and does nothing for connector \"rest\""),
+        "{error}"
+    );
 }
 
 #[test]

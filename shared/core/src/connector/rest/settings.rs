@@ -414,6 +414,14 @@ impl RestSettings {
         else {
             return Vec::new();
         };
+        if groups.member_removal != crate::groups::MemberRemoval::default() {
+            return vec![(
+                "groups.member_removal".into(),
+                "is a SCIM dialect and does nothing for connector \"rest\": members are removed \
+                 as [apps.rest.groups] remove_members says; leave member_removal out"
+                    .into(),
+            )];
+        }
         match &self.groups {
             None => vec![(
                 "groups".into(),

@@ -378,6 +378,21 @@ fn write_secret(data_dir: &std::path::Path) {
 }
 
 // ---------------------------------------------------------------------------------------------
+/// One bare POST of a user to the SCIM target, its answer read to the end: the baselines'
+/// request.
+async fn bare_create(http: &reqwest::Client, base_url: &str, user_name: &str) {
+    let response = http
+        .post(format!("{base_url}/Users"))
+        .bearer_auth(TARGET_TOKEN)
+        .header("content-type", SCIM)
+        .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name, "name": {"familyName": "Perf"}, "active": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.bytes().await.unwrap();
+}
+
 // (3) Worker overhead per job.
 
 async fn overhead(quick: bool, options: &Options) -> Value {
@@ -395,17 +410,7 @@ async fn overhead(quick: bool, options: &Options) -> Value {
     let record = vec![b'x'; 1024];
     let started = Instant::now();
     for i in 0..jobs {
-        let name = format!("bare{i}@acme.example");
-        let response = http
-            .post(format!("{base_url}/Users"))
-            .bearer_auth(TARGET_TOKEN)
-            .header("content-type", SCIM)
-            .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "name": {"familyName": "Perf"}, "active": true}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.bytes().await.unwrap();
+        bare_create(&http, &base_url, &format!("bare{i}@acme.example")).await;
         let txn = bare_db.begin_write().unwrap();
         txn.open_table(table)
             .unwrap()
@@ -433,16 +438,7 @@ async fn overhead(quick: bool, options: &Options) -> Value {
             .unwrap();
         assert_eq!(found.status(), StatusCode::OK);
         found.bytes().await.unwrap();
-        let response = http
-            .post(format!("{base_url}/Users"))
-            .bearer_auth(TARGET_TOKEN)
-            .header("content-type", SCIM)
-            .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "name": {"familyName": "Perf"}, "active": true}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.bytes().await.unwrap();
+        bare_create(&http, &base_url, &name).await;
         for write in 0..2u64 {
             let txn = same_work_db.begin_write().unwrap();
             txn.open_table(table)
@@ -534,16 +530,7 @@ async fn latency(quick: bool, options: &Options) -> Value {
     let mut bare_millis = Vec::new();
     for i in 0..events.min(1000) {
         let started = Instant::now();
-        let response = http
-            .post(format!("{base_url}/Users"))
-            .bearer_auth(TARGET_TOKEN)
-            .header("content-type", SCIM)
-            .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("bare{i}@acme.example"), "name": {"familyName": "Perf"}, "active": true}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.bytes().await.unwrap();
+        bare_create(&http, &base_url, &format!("bare{i}@acme.example")).await;
         bare_millis.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     bare_millis.sort_by(f64::total_cmp);

@@ -50,33 +50,13 @@ impl JsonServer {
 
     /// Every user, read straight from the server (for assertions).
     pub async fn users(&self) -> Vec<Value> {
-        let answer: Value = reqwest::Client::new()
-            .get(format!("{}/users", self.url()))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = self.get_json("/users").await;
         answer.as_array().cloned().unwrap_or_default()
     }
 
     /// Every group as (name, its member ids sorted), sorted by name (for assertions).
     pub async fn memberships(&self) -> Vec<(String, Vec<String>)> {
-        let answer: Value = reqwest::Client::new()
-            .get(format!("{}/groups", self.url()))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = self.get_json("/groups").await;
         let mut groups: Vec<(String, Vec<String>)> = answer
             .as_array()
             .cloned()
@@ -100,26 +80,26 @@ impl JsonServer {
 
     /// A GET of `path` (e.g. `/groups?name=sales`), as an admin of the app would make it.
     pub async fn get_json(&self, path: &str) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.url()))
-            .bearer_auth(&self.token)
-            .send()
+        self.answer_of(reqwest::Client::new().get(format!("{}{path}", self.url())))
             .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 
     /// A POST to `path` below the base URL (e.g. `users`), as an admin of the app would make
     /// it; returns the answer.
     pub async fn post(&self, path: &str, body: &Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("{}/{path}", self.url()))
+        self.answer_of(
+            reqwest::Client::new()
+                .post(format!("{}/{path}", self.url()))
+                .json(body),
+        )
+        .await
+    }
+
+    /// Sends `request` with the server's token and returns its JSON answer, which must be a
+    /// success.
+    async fn answer_of(&self, request: reqwest::RequestBuilder) -> Value {
+        request
             .bearer_auth(&self.token)
-            .json(body)
             .send()
             .await
             .unwrap()

@@ -213,9 +213,7 @@ impl FaultProxy {
         let app = Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let task = tokio::spawn(serve_dropping_on_request(listener, app));
         Self { addr, state, task }
     }
 
@@ -406,7 +404,8 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         _ => None,
     });
     if matches!(random, Some((RandomFault::DropBefore, _))) {
-        drop_connection();
+        let dropper = request.extensions().get::<ConnectionDropper>().cloned();
+        return drop_connection(dropper).await;
     }
     if let Some(fault) = fault {
         state
@@ -449,6 +448,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         );
     }
     let (parts, body) = request.into_parts();
+    let dropper = parts.extensions.get::<ConnectionDropper>().cloned();
     let bytes = to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();
     let mut upstream = state.http.request(
         parts.method.clone(),
@@ -475,7 +475,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             }
             let body = answer.bytes().await.unwrap_or_default();
             match random {
-                Some((RandomFault::DropAfter, _)) => drop_connection(),
+                Some((RandomFault::DropAfter, _)) => return drop_connection(dropper).await,
                 Some((RandomFault::Slow, mix)) => tokio::time::sleep(mix.slow_by).await,
                 _ => {}
             }
@@ -488,8 +488,36 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     }
 }
 
-/// Ends the connection without an answer: unwinding the connection's task closes its socket.
-/// `resume_unwind` skips the panic hook, so nothing is printed.
-fn drop_connection() -> ! {
-    std::panic::resume_unwind(Box::new("connection dropped by the fault proxy"))
+/// Asks the connection's task to close the socket, without an answer; the handler waits to be
+/// dropped with it. (Unwinding would abort a `panic = "abort"` build, such as a release one.)
+async fn drop_connection(dropper: Option<ConnectionDropper>) -> Response {
+    let dropper = dropper.expect("every connection of the proxy has its dropper");
+    dropper.0.notify_one();
+    std::future::pending().await
+}
+
+/// Closes one connection of the proxy when notified.
+#[derive(Clone)]
+struct ConnectionDropper(Arc<tokio::sync::Notify>);
+
+/// Serves `app` over HTTP/1.1, one task per connection; a handler may close its connection
+/// with [`drop_connection`].
+async fn serve_dropping_on_request(listener: tokio::net::TcpListener, app: Router) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let dropper = ConnectionDropper(Arc::new(tokio::sync::Notify::new()));
+        let service = app.clone().layer(axum::Extension(dropper.clone()));
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+            tokio::select! {
+                _ = connection => {}
+                () = dropper.0.notified() => {}
+            }
+        });
+    }
 }

@@ -6,9 +6,9 @@
 //!   cargo run -p userprov-tests --bin chaos -- --users 10000 --fault-rate 0.3 --kills 8
 //! ```
 //!
-//! The driver itself runs in the dev profile: built with the release profile (`panic = "abort"`)
-//! it aborts without a message before its report, a failure not understood yet. It drives the
-//! `userprov` that `USERPROV_BINARY` names (by default the one of its own profile, built first).
+//! The driver runs in either profile (`cargo build --release -p userprov-tests --bin chaos` for
+//! a release one). It drives the `userprov` that `USERPROV_BINARY` names (by default the one of
+//! its own profile, built first).
 //!
 //! Options: `--users N` (500), `--failing N` (5), `--fault-rate R` (0.3), `--kills N` (4),
 //! `--workers N` (8), `--senders N` (8), `--seed N` (7), `--drain-timeout-secs N` (600).

@@ -126,6 +126,25 @@ pub trait LinkStore: Send + Sync {
         expected_version: Option<u64>,
     ) -> Result<(), StoreError>;
 
+    /// [`LinkStore::put_link`] whose write may become durable later: it is checked and
+    /// visible to reads at once, and durable once [`LinkStore::sync_links`] returns. The worker
+    /// writes its links this way and syncs after the job's log entry: where both live in one
+    /// database (the embedded store), the entry's sync covers the link, one disk sync per job
+    /// instead of two. By default, `put_link` (durable on return).
+    async fn put_link_unsynced(
+        &self,
+        link: &AccountLink,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.put_link(link, expected_version).await
+    }
+
+    /// Returns once every link written by [`LinkStore::put_link_unsynced`] before the call is
+    /// durable. By default there is nothing to do.
+    async fn sync_links(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Links of one app (or all apps), ordered by (app, user id), after the given key.
     async fn list_links(
         &self,

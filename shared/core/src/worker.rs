@@ -371,12 +371,19 @@ impl Worker {
             let metrics = crate::metrics::JobMetrics::of(&entry, dead_lettered, job.source_time);
             sink.emit(&metrics.to_emf(self.clock.now()));
         }
-        match self.log.append(&entry).await {
+        // The job's links were written unsynced (`save_link`): durable from here on, so
+        // before the job is settled. With the embedded store, the entry's own sync covered
+        // them and this costs nothing.
+        let written = match self.log.append(&entry).await {
+            Ok(()) => self.links.sync_links().await,
+            Err(error) => Err(error),
+        };
+        match written {
             Ok(()) => disposition,
             Err(error) => {
                 // The log is the record admins rely on: a job whose entry cannot be written is
                 // retried (its effect is idempotent) rather than finished silently.
-                tracing::error!(%error, "cannot write the provisioning log entry; retrying the job");
+                tracing::error!(%error, "cannot write the provisioning log entry durably; retrying the job");
                 match disposition {
                     Disposition::DeadLetter { .. } => disposition,
                     _ => Disposition::RetryAfter(self.retry.delay(attempt, None)),
@@ -1062,8 +1069,10 @@ impl Worker {
         link: &AccountLink,
         expected: Option<u64>,
     ) -> Result<(), Failure> {
+        // Synced after the job's log entry (see `handle_job`): a crash before that loses the
+        // link with the entry, and the job, never settled, is delivered again.
         self.links
-            .put_link(link, expected)
+            .put_link_unsynced(link, expected)
             .await
             .map_err(|e| Failure::from_store(operation, &e))
     }
@@ -1695,5 +1704,61 @@ mod tests {
             ]
         );
         assert_eq!(entries[1].operation, Operation::Noop);
+    }
+
+    /// With the embedded queue and store, as `userprov serve` runs them: a crash right after a
+    /// job is settled can lose the settle (unsynced) but not the job's link or log entry
+    /// (synced before the settle), so the job comes back and changes nothing.
+    #[tokio::test]
+    async fn a_job_whose_settle_a_crash_lost_comes_back_and_changes_nothing() {
+        use crate::embedded::test_support::ManualClock;
+        use crate::embedded::{EmbeddedDb, EmbeddedQueue, EmbeddedStore, QueueSettings};
+        use crate::ports::{JobQueue, QueueConsumer};
+
+        let f = fixture(5);
+        let clock = ManualClock::new();
+        let embedded = |db: &EmbeddedDb| {
+            let store = Arc::new(EmbeddedStore::new(db.clone()));
+            let worker = Worker::new(
+                f.worker.config.clone(),
+                f.worker.connectors.clone(),
+                store.clone(),
+                store.clone(),
+                clock.clone(),
+                f.worker.retry.clone(),
+            );
+            let queue = EmbeddedQueue::new(db.clone(), QueueSettings::default(), clock.clone());
+            (worker, queue, store)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("data")).unwrap();
+        let (worker, queue, _) = embedded(&db);
+        let job = Job::from_body(&message(ANA, "ana", 1).body).unwrap();
+        queue.enqueue(std::slice::from_ref(&job)).await.unwrap();
+        let received = queue.receive(1, Duration::ZERO).await.unwrap();
+        let dispositions = worker.handle_batch(&received).await;
+        assert_eq!(dispositions, [Disposition::Done]);
+        queue.settle(&received[0], &dispositions[0]).await.unwrap();
+        assert_eq!(f.target.creates.lock().unwrap().len(), 1);
+
+        let (worker, queue, store) = embedded(&db.after_a_crash(&dir.path().join("after-crash")));
+        let link = store.get_link("app", &job.user.id).await.unwrap();
+        assert_eq!(link.and_then(|l| l.target_id).as_deref(), Some("t-1"));
+        clock.advance(QueueSettings::default().visibility_timeout);
+        let again = queue.receive(1, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            again.len(),
+            1,
+            "the settle was not synced: the job is delivered again"
+        );
+        assert_eq!(worker.handle_batch(&again).await, [Disposition::Done]);
+        assert_eq!(
+            f.target.creates.lock().unwrap().len(),
+            1,
+            "no second account"
+        );
+        let entries = store.query(&LogQuery::default()).await.unwrap().entries;
+        let operations: Vec<Operation> = entries.iter().rev().map(|e| e.operation).collect();
+        assert_eq!(operations, [Operation::Create, Operation::Noop]);
     }
 }

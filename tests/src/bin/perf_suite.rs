@@ -116,8 +116,19 @@ fn user_name(run: &str, i: usize) -> String {
 
 /// Outbound Messages of up to 100 notifications for users `range`.
 fn messages(run: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    messages_of(run, range, 'b', "Perf")
+}
+
+/// Outbound Messages of up to 100 notifications for users `range`, with their own
+/// notification ids (`series`) and the given last name: a change for users already there.
+fn messages_of(
+    run: &str,
+    range: std::ops::Range<usize>,
+    series: char,
+    last_name: &str,
+) -> Vec<String> {
     let ids: Vec<(String, String, String)> = range
-        .map(|i| (notification_id('b', i), user_id(i), user_name(run, i)))
+        .map(|i| (notification_id(series, i), user_id(i), user_name(run, i)))
         .collect();
     ids.chunks(100)
         .map(|chunk| {
@@ -126,7 +137,7 @@ fn messages(run: &str, range: std::ops::Range<usize>) -> Vec<String> {
                 .map(|(_, _, name)| {
                     [
                         ("Username", name.as_str()),
-                        ("LastName", "Perf"),
+                        ("LastName", last_name),
                         ("Email", name.as_str()),
                         ("IsActive", "true"),
                     ]
@@ -314,12 +325,21 @@ struct Target {
     /// userName (lowercased) → arrival of its create.
     written: Arc<Mutex<HashMap<String, Instant>>>,
     creates: Arc<AtomicU64>,
+    /// Successful PUTs of a user (updates).
+    replaces: Arc<AtomicU64>,
 }
 
 const SCIM: &str = "application/scim+json";
 
 async fn note_creates(State(target): State<Target>, request: Request, next: Next) -> Response {
     let at = Instant::now();
+    if request.method() == Method::PUT {
+        let response = next.run(request).await;
+        if response.status() == StatusCode::OK {
+            target.replaces.fetch_add(1, Ordering::SeqCst);
+        }
+        return response;
+    }
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -365,6 +385,10 @@ impl Target {
     fn created(&self) -> u64 {
         self.creates.load(Ordering::SeqCst)
     }
+
+    fn replaced(&self) -> u64 {
+        self.replaces.load(Ordering::SeqCst)
+    }
 }
 
 fn write_secret(data_dir: &std::path::Path) {
@@ -380,7 +404,7 @@ fn write_secret(data_dir: &std::path::Path) {
 // ---------------------------------------------------------------------------------------------
 /// One bare POST of a user to the SCIM target, its answer read to the end: the baselines'
 /// request.
-async fn bare_create(http: &reqwest::Client, base_url: &str, user_name: &str) {
+async fn bare_create(http: &reqwest::Client, base_url: &str, user_name: &str) -> String {
     let response = http
         .post(format!("{base_url}/Users"))
         .bearer_auth(TARGET_TOKEN)
@@ -390,6 +414,22 @@ async fn bare_create(http: &reqwest::Client, base_url: &str, user_name: &str) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// One bare PUT of a user's new attributes, as the worker's update sends it to a target
+/// without ETags, its answer read to the end: the update baseline's request.
+async fn bare_replace(http: &reqwest::Client, base_url: &str, id: &str, user_name: &str) {
+    let response = http
+        .put(format!("{base_url}/Users/{id}"))
+        .bearer_auth(TARGET_TOKEN)
+        .header("content-type", SCIM)
+        .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name, "name": {"familyName": "Perf2"}, "active": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     response.bytes().await.unwrap();
 }
 
@@ -450,6 +490,26 @@ async fn overhead(quick: bool, options: &Options) -> Value {
     }
     let same_work = started.elapsed();
 
+    // A third baseline, for the update jobs below: one bare PUT of an existing user (the one
+    // request an update of a linked user sends a target without ETags) and one bare synced
+    // write: the baseline, with the request such a job makes.
+    let mut bare_ids = Vec::with_capacity(jobs);
+    for i in 0..jobs {
+        bare_ids.push(bare_create(&http, &base_url, &format!("upd{i}@acme.example")).await);
+    }
+    let update_db = redb::Database::create(dir.path().join("update.redb")).unwrap();
+    let started = Instant::now();
+    for (i, id) in bare_ids.iter().enumerate() {
+        bare_replace(&http, &base_url, id, &format!("upd{i}@acme.example")).await;
+        let txn = update_db.begin_write().unwrap();
+        txn.open_table(table)
+            .unwrap()
+            .insert(i as u64, record.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let update_bare = started.elapsed();
+
     // The worker: jobs queued by the webhook's own code, then received one at a time by one
     // worker loop, handled and settled, as `userprov serve` does.
     let config = Arc::new(Config::parse(&config_for(&base_url, "", ""), "perf_suite").unwrap());
@@ -484,6 +544,51 @@ async fn overhead(quick: bool, options: &Options) -> Value {
             .unwrap();
     }
     let before = target.created();
+    let worker_time = drain(&queue, &worker, jobs).await;
+    let created = target.created() - before;
+    assert_eq!(created, jobs as u64, "every job created its account");
+
+    // The same users again, each with a new last name: update jobs of linked users, each one
+    // PUT and its writes (the account link and the log entry).
+    for (n, body) in messages_of(&run, 0..jobs, 'u', "Perf2").iter().enumerate() {
+        ingest
+            .outbound_message(body.as_bytes(), &format!("perf-update-{n}"))
+            .await
+            .unwrap();
+    }
+    let (before, creates_before) = (target.replaced(), target.created());
+    let update_time = drain(&queue, &worker, jobs).await;
+    let replaced = target.replaced() - before;
+    assert_eq!(
+        replaced, jobs as u64,
+        "every update job replaced its account"
+    );
+    assert_eq!(
+        target.created(),
+        creates_before,
+        "an update job created an account"
+    );
+
+    let per_job_ms = |d: Duration| d.as_secs_f64() * 1000.0 / jobs as f64;
+    json!({
+        "figure": "overhead",
+        "quick": quick,
+        "jobs": jobs,
+        "worker_ms_per_job": per_job_ms(worker_time),
+        "baseline_ms_per_job": per_job_ms(bare),
+        "ratio": worker_time.as_secs_f64() / bare.as_secs_f64(),
+        "same_work_ms_per_job": per_job_ms(same_work),
+        "ratio_to_same_work": worker_time.as_secs_f64() / same_work.as_secs_f64(),
+        "worker_jobs_per_second": jobs as f64 / worker_time.as_secs_f64(),
+        "update_ms_per_job": per_job_ms(update_time),
+        "update_baseline_ms_per_job": per_job_ms(update_bare),
+        "ratio_update": update_time.as_secs_f64() / update_bare.as_secs_f64(),
+    })
+}
+
+/// Receives, handles and settles `jobs` jobs one at a time, as one loop of `userprov serve`
+/// does; returns the time taken.
+async fn drain(queue: &EmbeddedQueue, worker: &Worker, jobs: usize) -> Duration {
     let started = Instant::now();
     let mut handled = 0;
     while handled < jobs {
@@ -498,21 +603,7 @@ async fn overhead(quick: bool, options: &Options) -> Value {
         }
         handled += received.len();
     }
-    let worker_time = started.elapsed();
-    let created = target.created() - before;
-    assert_eq!(created, jobs as u64, "every job created its account");
-    let per_job_ms = |d: Duration| d.as_secs_f64() * 1000.0 / jobs as f64;
-    json!({
-        "figure": "overhead",
-        "quick": quick,
-        "jobs": jobs,
-        "worker_ms_per_job": per_job_ms(worker_time),
-        "baseline_ms_per_job": per_job_ms(bare),
-        "ratio": worker_time.as_secs_f64() / bare.as_secs_f64(),
-        "same_work_ms_per_job": per_job_ms(same_work),
-        "ratio_to_same_work": worker_time.as_secs_f64() / same_work.as_secs_f64(),
-        "worker_jobs_per_second": jobs as f64 / worker_time.as_secs_f64(),
-    })
+    started.elapsed()
 }
 
 // ---------------------------------------------------------------------------------------------

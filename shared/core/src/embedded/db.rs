@@ -62,6 +62,10 @@ struct SyncState {
     /// Held by the caller that is syncing; the others wait on it and usually find their
     /// ticket covered when they get it.
     syncing: Mutex<()>,
+    /// Shared-write commits made so far: counted after each commit.
+    written: AtomicU64,
+    /// Every shared-write commit up to this count is on disk.
+    written_synced: AtomicU64,
 }
 
 impl std::fmt::Debug for EmbeddedDb {
@@ -183,8 +187,9 @@ impl EmbeddedDb {
             return Ok(());
         }
         // Every ticket up to `covers` was taken after its commit, so the commit below, which
-        // starts later, makes all of them durable.
+        // starts later, makes all of them durable; so are the shared writes counted so far.
         let covers = syncs.requested.load(Ordering::SeqCst);
+        let covers_written = syncs.written.load(Ordering::SeqCst);
         self.run(|db| {
             let txn = db.begin_write()?;
             txn.commit()?;
@@ -192,7 +197,35 @@ impl EmbeddedDb {
         })
         .await?;
         syncs.synced.fetch_max(covers, Ordering::SeqCst);
+        syncs
+            .written_synced
+            .fetch_max(covers_written, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// What a crash of the process now would leave, opened from `data_dir`: a copy of the
+    /// database file as it is, without the clean shutdown that dropping the database makes.
+    /// redb writes an unsynced commit's pages but points its header at them only in a synced
+    /// commit, so the copy holds exactly the commits synced so far.
+    #[cfg(test)]
+    pub(crate) fn after_a_crash(&self, data_dir: &Path) -> Self {
+        #![allow(clippy::unwrap_used)]
+        std::fs::create_dir_all(data_dir).unwrap();
+        std::fs::copy(self.path(), data_dir.join(DATABASE_FILE_NAME)).unwrap();
+        Self::open(data_dir).unwrap()
+    }
+
+    /// Returns once every [`EmbeddedDb::write_shared`] commit that returned before the call is
+    /// on disk, syncing only if no sync since has covered them. A caller that left a write
+    /// unsynced (an account link) and then made a synced one (the provisioning log entry)
+    /// finds it already durable here, at no cost.
+    pub(super) async fn sync_shared_writes(&self) -> Result<(), Failure> {
+        let syncs = &self.inner.syncs;
+        let written = syncs.written.load(Ordering::SeqCst);
+        if syncs.written_synced.load(Ordering::SeqCst) >= written {
+            return Ok(());
+        }
+        self.sync().await
     }
 }
 
@@ -229,6 +262,7 @@ fn write_pending(inner: &Inner) {
         };
         if batch.len() > 1 && apply_writes(&inner.database, batch.iter().map(|p| &p.write)).is_ok()
         {
+            inner.syncs.written.fetch_add(1, Ordering::SeqCst);
             for pending in batch {
                 let _ = pending.done.send(Ok(()));
             }
@@ -236,6 +270,9 @@ fn write_pending(inner: &Inner) {
         }
         for pending in batch {
             let alone = apply_writes(&inner.database, std::iter::once(&pending.write));
+            if alone.is_ok() {
+                inner.syncs.written.fetch_add(1, Ordering::SeqCst);
+            }
             let _ = pending.done.send(alone);
         }
     }

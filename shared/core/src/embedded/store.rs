@@ -262,6 +262,18 @@ impl LinkStore for EmbeddedStore {
         link: &AccountLink,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
+        self.put_link_unsynced(link, expected_version).await?;
+        self.db.sync().await?;
+        Ok(())
+    }
+
+    /// Committed without a sync: the next synced write of this database (the job's log entry,
+    /// written after the link) makes it durable too, since redb keeps commits in order.
+    async fn put_link_unsynced(
+        &self,
+        link: &AccountLink,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
         let wanted_version = expected_version.map_or(1, |v| v.saturating_add(1));
         if link.version != wanted_version {
             return Err(StoreError::BadRequest(format!(
@@ -291,7 +303,11 @@ impl LinkStore for EmbeddedStore {
                 Ok(())
             })
             .await?;
-        self.db.sync().await?;
+        Ok(())
+    }
+
+    async fn sync_links(&self) -> Result<(), StoreError> {
+        self.db.sync_shared_writes().await?;
         Ok(())
     }
 
@@ -1381,5 +1397,98 @@ mod tests {
         assert!(first.next_cursor.is_some());
         let got = all_pages(&store, query.clone()).await;
         assert_eq!(got, expected(&entries, &query));
+    }
+
+    // The worker writes a job's links unsynced and its log entry synced, and settles the job
+    // after both: these say what a crash at each point leaves.
+
+    fn crashed(store: &EmbeddedStore, dir: &tempfile::TempDir) -> EmbeddedStore {
+        EmbeddedStore::new(store.db.after_a_crash(&dir.path().join("after-crash")))
+    }
+
+    #[tokio::test]
+    async fn a_link_written_unsynced_is_lost_in_a_crash_before_anything_syncs_it() {
+        let (dir, store) = open();
+        let written = link("slack", "005000000000001", 1);
+        store.put_link_unsynced(&written, None).await.unwrap();
+        assert_eq!(
+            store.get_link("slack", &written.user_id).await.unwrap(),
+            Some(written.clone()),
+            "visible at once"
+        );
+        let after = crashed(&store, &dir);
+        assert_eq!(
+            after.get_link("slack", &written.user_id).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_link_written_unsynced_is_durable_with_the_log_entry_written_after_it() {
+        let (dir, store) = open();
+        let written = link("slack", "005000000000001", 1);
+        let entry = entry_at(OffsetDateTime::now_utc(), 1);
+        store.put_link_unsynced(&written, None).await.unwrap();
+        store.append(&entry).await.unwrap();
+        let after = crashed(&store, &dir);
+        assert_eq!(
+            after.get_link("slack", &written.user_id).await.unwrap(),
+            Some(written)
+        );
+        assert_eq!(after.get_entry(&entry.id).await.unwrap(), Some(entry));
+    }
+
+    #[tokio::test]
+    async fn a_link_written_unsynced_is_durable_once_the_links_are_synced() {
+        let (dir, store) = open();
+        let first = link("slack", "005000000000001", 1);
+        store.put_link_unsynced(&first, None).await.unwrap();
+        // Nothing left to sync: returns without a sync, the link stays durable.
+        store
+            .append(&entry_at(OffsetDateTime::now_utc(), 1))
+            .await
+            .unwrap();
+        store.sync_links().await.unwrap();
+        let second = link("github", "005000000000001", 1);
+        store.put_link_unsynced(&second, None).await.unwrap();
+        store.sync_links().await.unwrap();
+        let after = crashed(&store, &dir);
+        assert_eq!(
+            after.get_link("slack", &first.user_id).await.unwrap(),
+            Some(first)
+        );
+        assert_eq!(
+            after.get_link("github", &second.user_id).await.unwrap(),
+            Some(second)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_link_put_is_durable_when_put_returns() {
+        let (dir, store) = open();
+        let written = link("slack", "005000000000001", 1);
+        store.put_link(&written, None).await.unwrap();
+        let after = crashed(&store, &dir);
+        assert_eq!(
+            after.get_link("slack", &written.user_id).await.unwrap(),
+            Some(written)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsynced_link_write_still_checks_the_version() {
+        let (_dir, store) = open();
+        store
+            .put_link_unsynced(&link("slack", "005000000000001", 1), None)
+            .await
+            .unwrap();
+        let error = store
+            .put_link_unsynced(&link("slack", "005000000000001", 1), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::Conflict { expected: None }),
+            "{error}"
+        );
     }
 }

@@ -16,7 +16,7 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
-use userprov_core::job::Job;
+use userprov_core::job::{Job, JobMessage};
 use userprov_core::log::truncate_response;
 use userprov_core::ports::{Disposition, JobQueue, QueueConsumer, QueueError, ReceivedMessage};
 
@@ -538,20 +538,29 @@ async fn send_all(sender: &impl BatchSender, jobs: &[OutgoingJob]) -> Result<(),
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
-        let outgoing = jobs
+        let messages = jobs
             .iter()
             .enumerate()
             .map(|(index, job)| {
-                Ok(OutgoingJob {
-                    entry_id: index.to_string(),
-                    body: job.to_body().map_err(|e| {
-                        QueueError::Rejected(format!("job {index} cannot be written as JSON: {e}"))
-                    })?,
-                    group_id: job.group_id(),
-                    dedup_id: job.dedup_id(),
+                job.to_message().map_err(|e| {
+                    QueueError::Rejected(format!("job {index} cannot be written as JSON: {e}"))
                 })
             })
             .collect::<Result<Vec<_>, QueueError>>()?;
+        self.enqueue_messages(messages).await
+    }
+
+    async fn enqueue_messages(&self, messages: Vec<JobMessage>) -> Result<(), QueueError> {
+        let outgoing: Vec<OutgoingJob> = messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, message)| OutgoingJob {
+                entry_id: index.to_string(),
+                body: message.body,
+                group_id: message.group_id,
+                dedup_id: message.dedup_id,
+            })
+            .collect();
         send_all(self, &outgoing).await
     }
 }

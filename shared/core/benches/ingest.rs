@@ -11,7 +11,9 @@
 //! callgrind (`infra/scripts/bench-parsers.sh`). Operations: `xml-parse` (owned output, what
 //! `parse_outbound_message` returns), `xml-read` (borrowed output), `xml-bare-attributes` (the
 //! XML baseline: every event and every attribute of every start tag, which the parser must read
-//! too), `xml-bare` (events only, attributes not parsed), `json-parse`, `json-bare`.
+//! too), `xml-bare` (events only, attributes not parsed), `xml-webhook` (what the webhook runs
+//! between the request body and the queue: the borrowed read, then one job message per user
+//! written from it, for one app), `json-parse`, `json-bare`.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -20,7 +22,9 @@ use std::time::{Duration, Instant};
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use userprov_core::ids::SalesforceId;
+use userprov_core::ingest::outbound_jobs;
 use userprov_core::salesforce::events::{EventFormat, parse_events};
 use userprov_core::salesforce::outbound::{parse_outbound_message, read_outbound_message};
 
@@ -130,6 +134,14 @@ fn bare_xml_scan_with_attributes(xml: &str) -> usize {
     }
 }
 
+/// The webhook's work on an Outbound Message for one app: read it borrowed, then write each
+/// user's job message from the body. Returns the number of jobs.
+fn webhook_jobs(xml: &str, received_at: OffsetDateTime) -> Result<usize, Box<dyn Error>> {
+    let message = read_outbound_message(xml.as_bytes())?;
+    let (jobs, _refused) = outbound_jobs(&message, &["app"], "bench", received_at)?;
+    Ok(black_box(jobs).len())
+}
+
 /// Mean time per call over `iterations`, after a warm-up. Each measurement is the best of five
 /// rounds, so a neighbour's burst on a shared machine disturbs it less.
 fn time(iterations: u32, mut operation: impl FnMut()) -> Duration {
@@ -182,6 +194,9 @@ fn run_only(operation: &str, iterations: u32) -> Result<(), Box<dyn Error>> {
             }
             "xml-bare" => {
                 black_box(bare_xml_scan(black_box(&xml)));
+            }
+            "xml-webhook" => {
+                let _ = black_box(webhook_jobs(black_box(&xml), OffsetDateTime::UNIX_EPOCH));
             }
             "xml-bare-attributes" => {
                 black_box(bare_xml_scan_with_attributes(black_box(&xml)));
@@ -236,6 +251,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let events_only = time(iterations, || {
         black_box(bare_xml_scan(black_box(&xml)));
     });
+    assert_eq!(webhook_jobs(&xml, OffsetDateTime::UNIX_EPOCH)?, MESSAGES);
+    let webhook = time(iterations, || {
+        let _ = black_box(webhook_jobs(black_box(&xml), OffsetDateTime::UNIX_EPOCH));
+    });
     report(
         "outbound_owned",
         "parse + normalise, owned users (parse_outbound_message)",
@@ -260,6 +279,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         events_only,
         2.0,
     );
+    // Reference, no goal: parsing plus writing every job's JSON, which a bare scan does not do.
+    let webhook_ratio = webhook.as_secs_f64() / events_only.as_secs_f64();
+    println!(
+        "{:<52} {webhook:>10.2?}",
+        "the webhook's work: read + one job message per user"
+    );
+    println!(
+        "{:<52} {webhook_ratio:>10.2}× (reference)",
+        "  ratio to the events-only scan"
+    );
+    println!("ratio outbound_webhook_vs_events_only {webhook_ratio:.3}");
 
     let batch = json_batch()?;
     let format = EventFormat::default();

@@ -3,15 +3,19 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
 use crate::ids::SalesforceId;
-use crate::job::Job;
+use crate::job::{Job, JobMessage, LentEvent, LentUser};
 use crate::ports::{Clock, JobQueue, QueueError};
 use crate::salesforce::events::{
     EVENT_RELAY_SOURCE_PREFIX, EventMessage, EventsError, parse_events,
 };
-use crate::salesforce::outbound::{NotificationError, OutboundError, read_outbound_message};
+use crate::salesforce::outbound::{
+    NotificationError, OutboundError, OutboundMessageRef, read_outbound_message,
+};
 use crate::source::{EventSource, SourceEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,43 +99,44 @@ impl Ingest {
         body: &[u8],
         correlation_id: &str,
     ) -> Result<IngestReport, IngestError> {
-        // Read borrowed, so each user is copied out of the body once, into its event.
+        // Read borrowed: each job is written from the body, without an owned copy of its user.
         let message = read_outbound_message(body)?;
         if !self.config.accepts_org(&message.organization_id) {
             return Err(IngestError::ForeignOrganization(message.organization_id));
         }
         let notifications = message.notifications.len();
-        let mut events = Vec::with_capacity(notifications);
-        let mut refused = Vec::new();
-        for notification in message.notifications {
-            match notification.object {
-                Ok(user) => events.push(SourceEvent {
-                    event_id: notification.id.as_str().to_owned(),
-                    source: EventSource::OutboundMessage,
-                    user: user.into_owned(),
-                    event_time: None,
-                }),
-                Err(reason) => {
-                    tracing::warn!(
-                        correlation_id,
-                        notification_id = %notification.id,
-                        reason = %reason,
-                        "notification refused; the rest of the message is processed"
-                    );
-                    refused.push(Refused {
-                        notification_id: notification.id.to_string(),
-                        reason,
-                    });
-                }
-            }
+        let (jobs, refused) = self.outbound_jobs(&message, correlation_id)?;
+        let queued = jobs.len();
+        if !jobs.is_empty() {
+            self.queue.enqueue_messages(jobs).await?;
         }
-        let jobs = self.enqueue(&events, correlation_id).await?;
+        tracing::info!(
+            correlation_id,
+            events = notifications - refused.len(),
+            jobs = queued,
+            "queued"
+        );
         Ok(IngestReport {
             correlation_id: correlation_id.to_owned(),
             notifications,
-            jobs,
+            jobs: queued,
             refused,
         })
+    }
+
+    /// [`outbound_jobs`] for this userprov's apps, at the clock's time.
+    fn outbound_jobs(
+        &self,
+        message: &OutboundMessageRef<'_>,
+        correlation_id: &str,
+    ) -> Result<(Vec<JobMessage>, Vec<Refused>), IngestError> {
+        let apps: Vec<&str> = self
+            .config
+            .apps
+            .iter()
+            .map(|app| app.name.as_str())
+            .collect();
+        outbound_jobs(message, &apps, correlation_id, self.clock.now())
     }
 
     /// Parses a JSON message (platform events, Event Relay, Flow callouts, change events), checks
@@ -217,6 +222,60 @@ impl Ingest {
         );
         Ok(jobs.len())
     }
+}
+
+/// The queue messages of an Outbound Message: one job per (user × app), each the message of the
+/// [`Job`] that [`Ingest::enqueue`] builds from the user's owned copy, written straight from
+/// the borrowed user; and the notifications refused. The webhook's work between the request
+/// body and the queue.
+pub fn outbound_jobs(
+    message: &OutboundMessageRef<'_>,
+    apps: &[&str],
+    correlation_id: &str,
+    received_at: OffsetDateTime,
+) -> Result<(Vec<JobMessage>, Vec<Refused>), IngestError> {
+    let mut jobs = Vec::with_capacity(message.notifications.len() * apps.len());
+    let mut refused = Vec::new();
+    for notification in &message.notifications {
+        match &notification.object {
+            Ok(user) => {
+                let fields = user.fields_by_name();
+                let event = LentEvent {
+                    event_id: notification.id.as_str(),
+                    source: EventSource::OutboundMessage,
+                    user: LentUser {
+                        id: &user.id,
+                        fields: &fields,
+                    },
+                    event_time: None,
+                };
+                let source_time = event.source_time();
+                for app in apps {
+                    let job =
+                        JobMessage::lent(app, &event, source_time, correlation_id, received_at)
+                            .map_err(|e| {
+                                QueueError::Rejected(format!(
+                                    "a job cannot be written as JSON: {e}"
+                                ))
+                            })?;
+                    jobs.push(job);
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    correlation_id,
+                    notification_id = %notification.id,
+                    reason = %reason,
+                    "notification refused; the rest of the message is processed"
+                );
+                refused.push(Refused {
+                    notification_id: notification.id.to_string(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+    Ok((jobs, refused))
 }
 
 /// True when `event` is one EventBridge event (an object, not a batch) from a Salesforce partner

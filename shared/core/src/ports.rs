@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Classify, ErrorClass};
 use crate::ids::SalesforceId;
-use crate::job::Job;
+use crate::job::{Job, JobMessage};
 use crate::link::AccountLink;
 use crate::log::{LogEntry, LogPage, LogQuery};
 
@@ -44,6 +44,18 @@ impl Classify for QueueError {
 pub trait JobQueue: Send + Sync {
     /// Enqueues every job, or fails. `Ok` means the queue has durably accepted all of them.
     async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError>;
+
+    /// Enqueues jobs already written as queue messages, as [`JobQueue::enqueue`] does: the
+    /// webhook writes an Outbound Message's jobs straight from the request body. The queue
+    /// adapters send the messages as they are; this default reads them back into jobs.
+    async fn enqueue_messages(&self, messages: Vec<JobMessage>) -> Result<(), QueueError> {
+        let jobs = messages
+            .iter()
+            .map(|message| Job::from_body(&message.body))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError::Rejected(e.to_string()))?;
+        self.enqueue(&jobs).await
+    }
 }
 
 /// A message as a consumer receives it.

@@ -109,12 +109,17 @@ impl SourceUser {
 /// Parses a Salesforce datetime given as an ISO 8601 / RFC 3339 string or as epoch milliseconds.
 pub fn parse_datetime(value: &Value) -> Option<OffsetDateTime> {
     match value {
-        Value::String(s) => OffsetDateTime::parse(s.trim(), &Rfc3339)
-            .ok()
-            .or_else(|| s.trim().parse::<i64>().ok().and_then(from_epoch_millis)),
+        Value::String(s) => parse_datetime_text(s),
         Value::Number(n) => n.as_i64().and_then(from_epoch_millis),
         _ => None,
     }
+}
+
+/// A date and time written as text, as [`parse_datetime`] reads a string.
+pub fn parse_datetime_text(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s.trim(), &Rfc3339)
+        .ok()
+        .or_else(|| s.trim().parse::<i64>().ok().and_then(from_epoch_millis))
 }
 
 fn from_epoch_millis(ms: i64) -> Option<OffsetDateTime> {

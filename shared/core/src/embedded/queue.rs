@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::db::{EmbeddedDb, Failure, begin_unsynced, duration_ms, from_unix_ms, unix_ms};
-use crate::job::Job;
+use crate::job::{Job, JobMessage};
 use crate::ports::{
     Clock, Disposition, JobQueue, QueueConsumer, QueueError, ReceivedMessage, StoreError,
 };
@@ -635,21 +635,30 @@ fn forget_expired_dedup_ids(
 #[async_trait]
 impl JobQueue for EmbeddedQueue {
     async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
-        if jobs.is_empty() {
+        let messages = jobs
+            .iter()
+            .map(|job| {
+                job.to_message().map_err(|e| {
+                    QueueError::Rejected(format!("job {} cannot be serialised: {e}", job.job_id))
+                })
+            })
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        self.enqueue_messages(messages).await
+    }
+
+    async fn enqueue_messages(&self, messages: Vec<JobMessage>) -> Result<(), QueueError> {
+        if messages.is_empty() {
             return Ok(());
         }
-        let mut outgoing = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let body = job.to_body().map_err(|e| {
-                QueueError::Rejected(format!("job {} cannot be serialised: {e}", job.job_id))
-            })?;
-            outgoing.push(Outgoing {
-                job_id: job.job_id.clone(),
-                group_id: job.group_id(),
-                dedup_id: job.dedup_id(),
-                body,
-            });
-        }
+        let outgoing: Vec<Outgoing> = messages
+            .into_iter()
+            .map(|message| Outgoing {
+                job_id: message.job_id,
+                group_id: message.group_id,
+                dedup_id: message.dedup_id,
+                body: message.body,
+            })
+            .collect();
         let now_ms = self.now_ms();
         let window_ms = duration_ms(self.settings.dedup_window);
         let (enqueued, duplicates) = self

@@ -118,6 +118,27 @@ impl NotificationRef<'_> {
 }
 
 impl UserRef<'_> {
+    /// The fields sorted by name, as the normalised user's map keeps them, still lent: what a
+    /// [`LentUser`](crate::job::LentUser) holds.
+    pub fn fields_by_name(&self) -> Vec<(&str, Option<&str>)> {
+        fn lent<'f>(
+            (name, text): &'f (Cow<'_, str>, Option<Cow<'_, str>>),
+        ) -> (&'f str, Option<&'f str>) {
+            (name.as_ref(), text.as_deref())
+        }
+        match name_order(&self.fields) {
+            Some(order) => order[..self.fields.len()]
+                .iter()
+                .filter_map(|&entry| self.fields.get(order_index(entry)).map(lent))
+                .collect(),
+            None => {
+                let mut sorted: Vec<_> = self.fields.iter().map(lent).collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                sorted
+            }
+        }
+    }
+
     /// The normalised user: every value a string, `xsi:nil` as null.
     pub fn into_owned(self) -> SourceUser {
         SourceUser {
@@ -133,44 +154,57 @@ const FIELDS_ORDERED: usize = 32;
 
 /// The fields as a map. `BTreeMap`'s `FromIterator` sorts what it is given, comparing names as
 /// strings and moving whole entries; it is handed them already in order (one pass to check).
-/// The order is found on integers: each name's first eight bytes with its index, a string
-/// comparison only breaking a tie.
 fn owned_fields(mut fields: Vec<(Cow<'_, str>, Option<Cow<'_, str>>)>) -> Fields {
     let owned = |name: Cow<'_, str>, text: Option<Cow<'_, str>>| {
         let value = text.map_or(Value::Null, |text| Value::String(text.into_owned()));
         (name.into_owned(), value)
     };
-    if fields.len() > FIELDS_ORDERED {
+    let Some(order) = name_order(&fields) else {
         return fields
             .into_iter()
             .map(|(name, text)| owned(name, text))
             .collect();
+    };
+    let mut sorted = Vec::with_capacity(fields.len());
+    for &entry in &order[..fields.len()] {
+        if let Some((name, text)) = fields.get_mut(order_index(entry)) {
+            sorted.push(owned(std::mem::take(name), text.take()));
+        }
     }
-    let mut order = [0u128; FIELDS_ORDERED];
-    let order = &mut order[..fields.len()];
-    for (index, (slot, (name, _))) in order.iter_mut().zip(&fields).enumerate() {
+    sorted.into_iter().collect()
+}
+
+/// The order of `fields` by name, as [`Fields`] keeps them: entry `i` of the first
+/// `fields.len()` has the index of the `i`-th field in its low 64 bits ([`order_index`]). The
+/// order is found on integers: each name's first eight bytes with its index, a string
+/// comparison only breaking a tie. `None` past [`FIELDS_ORDERED`] fields.
+fn name_order(fields: &[(Cow<'_, str>, Option<Cow<'_, str>>)]) -> Option<[u128; FIELDS_ORDERED]> {
+    if fields.len() > FIELDS_ORDERED {
+        return None;
+    }
+    let mut all = [0u128; FIELDS_ORDERED];
+    let order = &mut all[..fields.len()];
+    for (index, (slot, (name, _))) in order.iter_mut().zip(fields).enumerate() {
         *slot = u128::from(name_key(name)) << 64 | index as u128;
     }
     order.sort_unstable();
-    let index = |entry: u128| (entry & u128::from(u64::MAX)) as usize;
     // Names that share their first eight bytes: ordered by the whole name.
     for i in 1..order.len() {
         let mut j = i;
         while j > 0 && order[j - 1] >> 64 == order[j] >> 64 && {
-            let (a, b) = (index(order[j - 1]), index(order[j]));
+            let (a, b) = (order_index(order[j - 1]), order_index(order[j]));
             fields.get(a).map(|f| &f.0) > fields.get(b).map(|f| &f.0)
         } {
             order.swap(j - 1, j);
             j -= 1;
         }
     }
-    let mut sorted = Vec::with_capacity(order.len());
-    for &entry in order.iter() {
-        if let Some((name, text)) = fields.get_mut(index(entry)) {
-            sorted.push(owned(std::mem::take(name), text.take()));
-        }
-    }
-    sorted.into_iter().collect()
+    Some(all)
+}
+
+#[inline]
+fn order_index(entry: u128) -> usize {
+    (entry & u128::from(u64::MAX)) as usize
 }
 
 /// The first eight bytes of a name as a big-endian integer, zero-padded: integers in the order of
@@ -847,6 +881,10 @@ impl<'a> Parser<'a> {
         start: &BytesStart<'_>,
     ) -> Result<ElementAttributes<'a>, OutboundError> {
         let mut found = ElementAttributes::default();
+        // Most elements (every field) have none: nothing after the name, no iterator to set up.
+        if start.attributes_raw().is_empty() {
+            return Ok(found);
+        }
         // The attributes that may be `xsi:type` or `xsi:nil`: the first few are kept, so that
         // only an element with more of them reads its attributes a second time.
         // Key and value, as slices: nothing to drop.

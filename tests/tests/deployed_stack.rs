@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use userprov_aws::aws_config::{self, BehaviorVersion, Region, SdkConfig};
 use userprov_aws::aws_sdk_sqs::config::Credentials;
 use userprov_aws::aws_sdk_sqs::types::QueueAttributeName;
@@ -248,6 +248,36 @@ async fn the_deployed_stack_provisions_dead_letters_a_bad_job_and_survives_injec
         .unwrap()
         .as_millis() as u64;
     payload["Source_Last_Modified__c"] = Value::from(now_ms);
+    // The emulator does not deliver partner events, so the hop from the bus to the function is
+    // checked in its two halves: the deployed rule matches a relayed Salesforce event (and
+    // nothing else on the bus), and its target is the function invoked below.
+    let rules = aws
+        .eventbridge("ListRules", json!({ "EventBusName": RELAY_BUS }))
+        .await;
+    let rules = rules["Rules"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "one rule on the partner bus: {rules:?}");
+    let (rule, pattern) = (&rules[0]["Name"], &rules[0]["EventPattern"]);
+    let mut foreign = relayed.clone();
+    foreign["source"] = Value::from("com.example.hr");
+    for (event, expected) in [(&relayed, true), (&foreign, false)] {
+        let request = json!({ "EventPattern": pattern, "Event": event.to_string() });
+        let tested = aws.eventbridge("TestEventPattern", request).await;
+        assert_eq!(tested["Result"], expected, "rule {rule}, event {event}");
+    }
+    let targets = aws
+        .eventbridge(
+            "ListTargetsByRule",
+            json!({ "Rule": rule, "EventBusName": RELAY_BUS }),
+        )
+        .await;
+    let targets = targets["Targets"].as_array().cloned().unwrap_or_default();
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    let target = targets[0]["Arn"].as_str().unwrap_or_default();
+    assert!(
+        target.ends_with(&format!(":function:{relay}")) || target == relay,
+        "the rule delivers to {target}, not to the Event Relay function {relay}"
+    );
+
     let relay_started = Instant::now();
     let (status, answer) = aws.invoke(&relay, &relayed).await;
     assert_eq!(status, 200, "{answer}\n{}", context());

@@ -60,20 +60,25 @@ impl Ministack {
     /// Creates an EventBridge event bus (before a deploy that names it, as Event Relay's
     /// partner bus exists before the stack).
     pub async fn create_event_bus(&self, name: &str) {
+        self.eventbridge("CreateEventBus", serde_json::json!({ "Name": name }))
+            .await;
+    }
+
+    /// One EventBridge API call (`action` is the operation, as `ListRules`); panics with the
+    /// emulator's answer unless it succeeds, else returns the answer's JSON.
+    pub async fn eventbridge(&self, action: &str, body: Value) -> Value {
         let answer = reqwest::Client::new()
             .post(self.endpoint())
-            .header("x-amz-target", "AWSEvents.CreateEventBus")
+            .header("x-amz-target", format!("AWSEvents.{action}"))
             .header("content-type", "application/x-amz-json-1.1")
-            .body(serde_json::json!({ "Name": name }).to_string())
+            .body(body.to_string())
             .send()
             .await
             .unwrap();
         let status = answer.status();
         let text = answer.text().await.unwrap();
-        assert!(
-            status.is_success(),
-            "CreateEventBus {name}: {status} {text}"
-        );
+        assert!(status.is_success(), "{action} {body}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
     /// Invokes a deployed function synchronously with `payload`, as a trigger (an EventBridge

@@ -157,6 +157,8 @@ pub struct ProbeEnv {
     cursor_secret: String,
     events_secret: String,
     work_dir: tempfile::TempDir,
+    /// Set on every function after the environment Lambda gives it (`--env`).
+    extra_env: Vec<(String, String)>,
 }
 
 impl ProbeEnv {
@@ -209,7 +211,14 @@ impl ProbeEnv {
             cursor_secret,
             events_secret,
             work_dir: tempfile::tempdir().expect("a temporary directory"),
+            extra_env: Vec::new(),
         }
+    }
+
+    /// Sets `name` to `value` on every function spawned from now on, after (so over) the
+    /// environment Lambda gives it: to measure a setting's effect on cold init.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.extra_env.push((name.to_owned(), value.to_owned()));
     }
 
     fn sqs(&self) -> userprov_aws::aws_sdk_sqs::Client {
@@ -266,7 +275,10 @@ impl ProbeEnv {
         if function == Function::Worker {
             env.push(("USERPROV_MAX_RECEIVES", "5".to_owned()));
         }
-        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        env.into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(self.extra_env.iter().cloned())
+            .collect()
     }
 
     /// Spawns `binary` `spawns` times; each spawn handles one fresh event, checked.

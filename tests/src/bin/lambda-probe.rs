@@ -33,6 +33,17 @@ struct Args {
     /// The log API binary (run last, so it reads what the worker logged).
     #[arg(long)]
     log_api: Option<PathBuf>,
+    /// NAME=VALUE set on every function, over the environment Lambda gives it (repeatable): to
+    /// measure a setting, e.g. `--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt`.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
 }
 
 #[tokio::main]
@@ -53,7 +64,10 @@ async fn main() {
     assert!(args.spawns > 0, "--spawns must be at least 1");
     eprintln!("lambda-probe: starting moto (and scim2-server for the worker)");
     let wanted: Vec<Function> = functions.iter().map(|(f, _)| *f).collect();
-    let env = ProbeEnv::start(&wanted).await;
+    let mut env = ProbeEnv::start(&wanted).await;
+    for (name, value) in &args.env {
+        env.set_env(name, value);
+    }
     let mut measurements = Vec::new();
     for (function, binary) in functions {
         eprintln!(

@@ -53,7 +53,7 @@ for line in sys.stdin:
             sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
     }
     declare -A per
-    for operation in xml-parse xml-read xml-webhook xml-bare-attributes xml-bare json-parse json-bare; do
+    for operation in xml-parse xml-read xml-webhook xml-webhook-owned xml-bare-attributes xml-bare json-parse json-bare; do
         base=$(count "$operation" 0)
         full=$(count "$operation" "$n")
         per[$operation]=$(((full - base) / n))
@@ -64,5 +64,6 @@ for line in sys.stdin:
     echo "instructions outbound_borrowed $(ratio "${per[xml-read]}" "${per[xml-bare-attributes]}") (goal <= 2)"
     echo "instructions outbound_borrowed_vs_events_only $(ratio "${per[xml-read]}" "${per[xml-bare]}")"
     echo "instructions outbound_webhook_vs_events_only $(ratio "${per[xml-webhook]}" "${per[xml-bare]}") (reference: the read plus every job's JSON)"
+    echo "instructions outbound_webhook_owned_vs_events_only $(ratio "${per[xml-webhook-owned]}" "${per[xml-bare]}") (reference: the same jobs through owned users, as the webhook wrote them before)"
     echo "instructions json $(ratio "${per[json-parse]}" "${per[json-bare]}") (goal <= 1.5)"
 fi

@@ -13,7 +13,8 @@
 //! XML baseline: every event and every attribute of every start tag, which the parser must read
 //! too), `xml-bare` (events only, attributes not parsed), `xml-webhook` (what the webhook runs
 //! between the request body and the queue: the borrowed read, then one job message per user
-//! written from it, for one app), `json-parse`, `json-bare`.
+//! written from it, for one app), `xml-webhook-owned` (the same jobs as the webhook wrote them
+//! before: the owned parse, a `Job` per user, its message), `json-parse`, `json-bare`.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -25,8 +26,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use userprov_core::ids::SalesforceId;
 use userprov_core::ingest::outbound_jobs;
+use userprov_core::job::Job;
 use userprov_core::salesforce::events::{EventFormat, parse_events};
 use userprov_core::salesforce::outbound::{parse_outbound_message, read_outbound_message};
+use userprov_core::source::{EventSource, SourceEvent};
 
 const MESSAGES: usize = 100;
 
@@ -142,6 +145,27 @@ fn webhook_jobs(xml: &str, received_at: OffsetDateTime) -> Result<usize, Box<dyn
     Ok(black_box(jobs).len())
 }
 
+/// The same jobs as [`webhook_jobs`], written the way the webhook did before it wrote them from
+/// the borrowed parse: each user copied into an owned event, a [`Job`] built from it, then its
+/// message. Returns the number of jobs.
+fn owned_webhook_jobs(xml: &str, received_at: OffsetDateTime) -> Result<usize, Box<dyn Error>> {
+    let message = parse_outbound_message(xml.as_bytes())?;
+    let mut messages = Vec::with_capacity(message.notifications.len());
+    for notification in message.notifications {
+        let Ok(user) = notification.object else {
+            continue;
+        };
+        let event = SourceEvent {
+            event_id: notification.id,
+            source: EventSource::OutboundMessage,
+            user,
+            event_time: None,
+        };
+        messages.push(Job::new("app", &event, "bench", received_at).to_message()?);
+    }
+    Ok(black_box(messages).len())
+}
+
 /// Mean time per call over `iterations`, after a warm-up. Each measurement is the best of five
 /// rounds, so a neighbour's burst on a shared machine disturbs it less.
 fn time(iterations: u32, mut operation: impl FnMut()) -> Duration {
@@ -197,6 +221,12 @@ fn run_only(operation: &str, iterations: u32) -> Result<(), Box<dyn Error>> {
             }
             "xml-webhook" => {
                 let _ = black_box(webhook_jobs(black_box(&xml), OffsetDateTime::UNIX_EPOCH));
+            }
+            "xml-webhook-owned" => {
+                let _ = black_box(owned_webhook_jobs(
+                    black_box(&xml),
+                    OffsetDateTime::UNIX_EPOCH,
+                ));
             }
             "xml-bare-attributes" => {
                 black_box(bare_xml_scan_with_attributes(black_box(&xml)));
@@ -255,6 +285,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let webhook = time(iterations, || {
         let _ = black_box(webhook_jobs(black_box(&xml), OffsetDateTime::UNIX_EPOCH));
     });
+    assert_eq!(
+        owned_webhook_jobs(&xml, OffsetDateTime::UNIX_EPOCH)?,
+        MESSAGES
+    );
+    let owned_webhook = time(iterations, || {
+        let _ = black_box(owned_webhook_jobs(
+            black_box(&xml),
+            OffsetDateTime::UNIX_EPOCH,
+        ));
+    });
     report(
         "outbound_owned",
         "parse + normalise, owned users (parse_outbound_message)",
@@ -290,6 +330,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         "  ratio to the events-only scan"
     );
     println!("ratio outbound_webhook_vs_events_only {webhook_ratio:.3}");
+    let owned_ratio = owned_webhook.as_secs_f64() / events_only.as_secs_f64();
+    println!(
+        "{:<52} {owned_webhook:>10.2?}",
+        "the same jobs through owned users (the old way)"
+    );
+    println!(
+        "{:<52} {owned_ratio:>10.2}× (reference)",
+        "  ratio to the events-only scan"
+    );
+    println!("ratio outbound_webhook_owned_vs_events_only {owned_ratio:.3}");
 
     let batch = json_batch()?;
     let format = EventFormat::default();

@@ -27,13 +27,14 @@ pub struct SalesforceId([u8; 18]);
 
 const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
-fn case_suffix(first15: &[u8]) -> [u8; 3] {
+fn case_suffix(first15: &[u8; 15]) -> [u8; 3] {
     let mut suffix = [0u8; 3];
-    for (slot, chunk) in suffix.iter_mut().zip(first15.chunks(5)) {
+    for (slot, chunk) in suffix.iter_mut().zip(first15.chunks_exact(5)) {
         // Bit i is set when the chunk's i-th character is upper case.
-        let bits = chunk.iter().rev().fold(0usize, |bits, byte| {
-            bits << 1 | usize::from(byte.is_ascii_uppercase())
-        });
+        let mut bits = 0;
+        for (i, byte) in chunk.iter().enumerate() {
+            bits |= usize::from(byte.is_ascii_uppercase()) << i;
+        }
         *slot = SUFFIX_ALPHABET[bits & 31];
     }
     suffix
@@ -44,18 +45,27 @@ impl SalesforceId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let raw = raw.trim();
         let bytes = raw.as_bytes();
-        if bytes.len() != 15 && bytes.len() != 18 {
-            return Err(IdError::Length(raw.chars().count()));
-        }
-        if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        let mut canonical = [0u8; 18];
+        let first15 = match bytes.len() {
+            15 | 18 => {
+                canonical[..bytes.len()].copy_from_slice(bytes);
+                let mut first15 = [0u8; 15];
+                first15.copy_from_slice(&canonical[..15]);
+                first15
+            }
+            _ => return Err(IdError::Length(raw.chars().count())),
+        };
+        // One pass, no early exit: ids are short and almost always valid.
+        if !bytes
+            .iter()
+            .fold(true, |all, byte| all & byte.is_ascii_alphanumeric())
+        {
             return Err(IdError::Character);
         }
-        let suffix = case_suffix(&bytes[..15]);
-        if bytes.len() == 18 && !bytes[15..].eq_ignore_ascii_case(&suffix) {
+        let suffix = case_suffix(&first15);
+        if bytes.len() == 18 && !canonical[15..].eq_ignore_ascii_case(&suffix) {
             return Err(IdError::Checksum);
         }
-        let mut canonical = [0u8; 18];
-        canonical[..15].copy_from_slice(&bytes[..15]);
         canonical[15..].copy_from_slice(&suffix);
         Ok(Self(canonical))
     }

@@ -27,7 +27,7 @@ pub struct SalesforceId([u8; 18]);
 
 const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
-fn case_suffix(first15: &[u8; 15]) -> [u8; 3] {
+fn case_suffix(first15: &[u8]) -> [u8; 3] {
     let mut suffix = [0u8; 3];
     for (slot, chunk) in suffix.iter_mut().zip(first15.chunks_exact(5)) {
         // Bit i is set when the chunk's i-th character is upper case.
@@ -45,16 +45,9 @@ impl SalesforceId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let raw = raw.trim();
         let bytes = raw.as_bytes();
-        let mut canonical = [0u8; 18];
-        let first15 = match bytes.len() {
-            15 | 18 => {
-                canonical[..bytes.len()].copy_from_slice(bytes);
-                let mut first15 = [0u8; 15];
-                first15.copy_from_slice(&canonical[..15]);
-                first15
-            }
-            _ => return Err(IdError::Length(raw.chars().count())),
-        };
+        if bytes.len() != 15 && bytes.len() != 18 {
+            return Err(IdError::Length(raw.chars().count()));
+        }
         // One pass, no early exit: ids are short and almost always valid.
         if !bytes
             .iter()
@@ -62,10 +55,12 @@ impl SalesforceId {
         {
             return Err(IdError::Character);
         }
-        let suffix = case_suffix(&first15);
-        if bytes.len() == 18 && !canonical[15..].eq_ignore_ascii_case(&suffix) {
+        let suffix = case_suffix(&bytes[..15]);
+        if bytes.len() == 18 && !bytes[15..].eq_ignore_ascii_case(&suffix) {
             return Err(IdError::Checksum);
         }
+        let mut canonical = [0u8; 18];
+        canonical[..15].copy_from_slice(&bytes[..15]);
         canonical[15..].copy_from_slice(&suffix);
         Ok(Self(canonical))
     }

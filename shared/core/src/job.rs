@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::ids::SalesforceId;
-use crate::source::{EventSource, SourceEvent, SourceUser, parse_datetime_text};
+use crate::source::{
+    EventSource, MODIFIED_AT_FIELDS, SourceEvent, SourceUser, ordering_time, parse_datetime_text,
+};
 
 /// The job format version. A worker refuses (and dead-letters with a clear reason) a job of a
 /// version it does not know instead of guessing.
@@ -114,7 +116,7 @@ impl LentUser<'_> {
 
     /// As [`SourceUser::modified_at`].
     pub fn modified_at(&self) -> Option<OffsetDateTime> {
-        ["SystemModstamp", "LastModifiedDate"]
+        MODIFIED_AT_FIELDS
             .iter()
             .find_map(|name| self.text(name).and_then(parse_datetime_text))
     }
@@ -153,10 +155,7 @@ pub struct LentEvent<'a> {
 impl LentEvent<'_> {
     /// As [`SourceEvent::source_time`].
     pub fn source_time(&self) -> Option<OffsetDateTime> {
-        match self.source {
-            EventSource::ChangeDataCapture => self.event_time.or_else(|| self.user.modified_at()),
-            _ => self.user.modified_at().or(self.event_time),
-        }
+        ordering_time(self.source, self.event_time, || self.user.modified_at())
     }
 }
 

@@ -92,9 +92,10 @@ impl SourceUser {
         }
     }
 
-    /// When Salesforce last changed the record: `SystemModstamp`, else `LastModifiedDate`.
+    /// When Salesforce last changed the record: the first of [`MODIFIED_AT_FIELDS`] that holds a
+    /// date and time.
     pub fn modified_at(&self) -> Option<OffsetDateTime> {
-        ["SystemModstamp", "LastModifiedDate"]
+        MODIFIED_AT_FIELDS
             .iter()
             .find_map(|name| self.field(name).and_then(parse_datetime))
     }
@@ -103,6 +104,23 @@ impl SourceUser {
     /// record deleted before delivery carries no field data.
     pub fn has_data(&self) -> bool {
         self.fields.iter().any(|(k, v)| k != "Id" && !v.is_null())
+    }
+}
+
+/// The fields that say when Salesforce last changed a record, the preferred one first.
+pub const MODIFIED_AT_FIELDS: [&str; 2] = ["SystemModstamp", "LastModifiedDate"];
+
+/// The timestamp that orders an event against others for the same user. A change event's
+/// commit time (`event_time`) orders it exactly; a snapshot's own modification time comes first
+/// otherwise.
+pub fn ordering_time(
+    source: EventSource,
+    event_time: Option<OffsetDateTime>,
+    modified_at: impl FnOnce() -> Option<OffsetDateTime>,
+) -> Option<OffsetDateTime> {
+    match source {
+        EventSource::ChangeDataCapture => event_time.or_else(modified_at),
+        _ => modified_at().or(event_time),
     }
 }
 
@@ -167,14 +185,10 @@ pub struct SourceEvent {
 }
 
 impl SourceEvent {
-    /// The timestamp that orders this event against others for the same user. A change
-    /// event's commit time orders it exactly; a snapshot's own modification time comes first
-    /// otherwise.
+    /// The timestamp that orders this event against others for the same user
+    /// ([`ordering_time`]).
     pub fn source_time(&self) -> Option<OffsetDateTime> {
-        match self.source {
-            EventSource::ChangeDataCapture => self.event_time.or_else(|| self.user.modified_at()),
-            _ => self.user.modified_at().or(self.event_time),
-        }
+        ordering_time(self.source, self.event_time, || self.user.modified_at())
     }
 }
 

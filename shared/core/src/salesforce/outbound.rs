@@ -44,8 +44,8 @@ const MAX_NAMESPACES_IN_SCOPE: usize = 64;
 const MAX_ERROR_DETAIL_CHARS: usize = 200;
 const MAX_TYPE_NAME_CHARS: usize = 64;
 
-const USER_KEY_PREFIX: &str = "005";
-const ORGANIZATION_KEY_PREFIX: &str = "00D";
+const USER_KEY_PREFIX: &[u8; 3] = b"005";
+const ORGANIZATION_KEY_PREFIX: &[u8; 3] = b"00D";
 
 /// One Outbound Message, as sent by one org for one outbound message action.
 #[derive(Debug, Clone, PartialEq)]
@@ -349,22 +349,8 @@ pub fn read_outbound_message(body: &[u8]) -> Result<OutboundMessageRef<'_>, Outb
                 parser.close()?;
             }
             Event::End(_) => parser.close()?,
-            Event::Text(text) => {
-                if parser.wants_text() {
-                    let content = parser.content(&text, || text.xml10_content())?;
-                    parser.text(content)?;
-                } else {
-                    parser.check_stray_text(&text)?;
-                }
-            }
-            Event::CData(data) => {
-                if parser.wants_text() {
-                    let content = parser.content(&data, || data.xml10_content())?;
-                    parser.text(content)?;
-                } else {
-                    parser.check_stray_text(&data)?;
-                }
-            }
+            Event::Text(text) => parser.text_event(&text, || text.xml10_content())?,
+            Event::CData(data) => parser.text_event(&data, || data.xml10_content())?,
             Event::GeneralRef(reference) => {
                 let resolved = parser.resolve_reference(&reference)?;
                 parser.text(resolved)?;
@@ -503,23 +489,32 @@ struct UserDraft<'a> {
     /// The field names, once there are more than [`FIELDS_SCANNED`], so that a hostile sObject
     /// with many fields costs linear time, not quadratic.
     names: Option<HashSet<Cow<'a, str>>>,
-    /// Bit `n % 64` is set when a field name of `n` bytes was added: a name whose bit is clear
-    /// cannot be a duplicate, and needs no scan.
-    name_lengths: u64,
+    /// The [`name_bit`] of every field name added: a name whose bit is clear cannot be a
+    /// duplicate, and needs no scan.
+    name_bits: u128,
+}
+
+/// One of 128 bits for a field name, from its length and its first and last bytes: the names of
+/// one sObject (`FirstName`, `LastName`, `Email`, `Title`...) seldom share one, where many share
+/// a length.
+#[inline]
+fn name_bit(name: &str) -> u128 {
+    let bytes = name.as_bytes();
+    let first = bytes.first().copied().unwrap_or_default();
+    let last = bytes.last().copied().unwrap_or_default();
+    let key = (bytes.len() as u64) | u64::from(first) << 16 | u64::from(last) << 24;
+    1u128 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57)
 }
 
 impl<'a> UserDraft<'a> {
     /// Adds a field, refusing a name already given.
     fn add(&mut self, name: Cow<'a, str>, text: Option<Cow<'a, str>>) -> Result<(), OutboundError> {
-        let length_bit = 1u64 << (name.len() % 64);
+        let bit = name_bit(&name);
         let taken = match &mut self.names {
             Some(names) => !names.insert(name.clone()),
-            None => {
-                self.name_lengths & length_bit != 0
-                    && self.fields.iter().any(|(seen, _)| *seen == name)
-            }
+            None => self.name_bits & bit != 0 && self.fields.iter().any(|(seen, _)| *seen == name),
         };
-        self.name_lengths |= length_bit;
+        self.name_bits |= bit;
         if taken {
             return Err(OutboundError::DuplicateField {
                 field: name.into_owned(),
@@ -538,7 +533,7 @@ impl<'a> UserDraft<'a> {
     fn into_object(self) -> Result<UserRef<'a>, NotificationError> {
         let raw = self.id.flatten().ok_or(NotificationError::MissingUserId)?;
         let id = SalesforceId::parse(&raw).map_err(NotificationError::BadUserId)?;
-        if id.key_prefix() != USER_KEY_PREFIX {
+        if !id.has_key_prefix(USER_KEY_PREFIX) {
             return Err(NotificationError::NotAUserId(id.to_string()));
         }
         Ok(UserRef {
@@ -555,6 +550,49 @@ struct ValueDraft<'a> {
     text: Cow<'a, str>,
     nil: bool,
     has_children: bool,
+}
+
+impl<'a> ValueDraft<'a> {
+    /// Adds a piece of the value's text (`input` is the body, which pieces are lent from).
+    fn append(&mut self, text: Cow<'a, str>, input: &'a str) -> Result<(), OutboundError> {
+        if self.text.len() + text.len() > MAX_FIELD_BYTES {
+            return Err(OutboundError::FieldTooLarge {
+                field: self.target.name().to_string(),
+            });
+        }
+        match &mut self.text {
+            empty if empty.is_empty() => self.text = text,
+            Cow::Owned(joined) => joined.push_str(&text),
+            Cow::Borrowed(first) => {
+                let mut joined = String::with_capacity(joined_capacity(input, first, &text));
+                joined.push_str(first);
+                joined.push_str(&text);
+                self.text = Cow::Owned(joined);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Room for a value's text once a reference splits it (`first` and `next` are its first two
+/// pieces). All its pieces lie before the next `<` of the body (a reference never holds one), and
+/// none is longer than the markup it comes from: room for the raw text up to there means the
+/// pieces that follow do not reallocate. A CDATA section after it may still grow the text.
+fn joined_capacity(input: &str, first: &str, next: &str) -> usize {
+    let raw_run = |piece: &str| {
+        let rest = input
+            .as_bytes()
+            .get(offset_in(input, piece.as_bytes())?..)?;
+        let rest = rest.get(..MAX_FIELD_BYTES).unwrap_or(rest);
+        Some(rest.iter().position(|&b| b == b'<').unwrap_or(rest.len()))
+    };
+    let pieces = first.len() + next.len();
+    let run = match (raw_run(first), raw_run(next)) {
+        (Some(from_first), _) => from_first,
+        (None, Some(from_next)) => first.len() + from_next,
+        (None, None) => pieces * 2,
+    };
+    run.min(MAX_FIELD_BYTES).max(pieces)
 }
 
 enum Target<'a> {
@@ -576,8 +614,15 @@ impl Target<'_> {
     }
 }
 
-/// Room made at the start for this many notifications; more grow the collections as usual.
-const NOTIFICATIONS_EXPECTED: usize = 16;
+/// Bytes of body per notification when room is made for the notifications at the start: a real
+/// User notification takes 500 to 2,000; fewer bytes than it takes just grow the collections.
+const BYTES_PER_NOTIFICATION: usize = 500;
+
+/// Room for the notifications a body of `length` bytes may hold (at most [`MAX_NOTIFICATIONS`]),
+/// so that a full message fills its collections without growing them.
+fn notifications_expected(length: usize) -> usize {
+    (length / BYTES_PER_NOTIFICATION).clamp(1, MAX_NOTIFICATIONS)
+}
 
 /// A multiply-rotate hash of the notification ids, cheaper than the default SipHash. The ids
 /// come from the request, but a message holds at most [`MAX_NOTIFICATIONS`] of them, so even
@@ -608,8 +653,9 @@ struct Parser<'a> {
     open: Vec<OpenElement<'a>>,
     /// Namespace declarations in scope, innermost last.
     bindings: Vec<Binding<'a>>,
-    /// A short prefix's key and its namespace under the current `bindings`.
-    last_resolved: Option<(u64, Ns)>,
+    /// The last two short prefixes resolved (key and namespace) under the current `bindings`,
+    /// newest first: an sObject's fields share one prefix, and its `xsi:nil` attributes another.
+    last_resolved: [Option<(u64, Ns)>; 2],
     root_seen: bool,
     body_seen: bool,
     notifications_seen: bool,
@@ -634,7 +680,7 @@ impl<'a> Parser<'a> {
             // A real message nests about seven deep; a deeper one grows the stack.
             open: Vec::with_capacity(8),
             bindings: Vec::new(),
-            last_resolved: None,
+            last_resolved: [None; 2],
             root_seen: false,
             body_seen: false,
             notifications_seen: false,
@@ -646,10 +692,10 @@ impl<'a> Parser<'a> {
             notification: NotificationDraft::default(),
             user: UserDraft::default(),
             notification_ids: HashSet::with_capacity_and_hasher(
-                NOTIFICATIONS_EXPECTED,
+                notifications_expected(input.len()),
                 BuildHasherDefault::default(),
             ),
-            notifications: Vec::with_capacity(NOTIFICATIONS_EXPECTED),
+            notifications: Vec::with_capacity(notifications_expected(input.len())),
         }
     }
 
@@ -663,10 +709,6 @@ impl<'a> Parser<'a> {
 
     fn in_secret(&self) -> bool {
         matches!(self.top(), Some(Frame::Secret))
-    }
-
-    fn wants_text(&self) -> bool {
-        matches!(self.top(), Some(Frame::Value(_)))
     }
 
     /// An error whose detail may quote the input: inside `SessionId` it says only where it is.
@@ -719,19 +761,32 @@ impl<'a> Parser<'a> {
 
     /// The namespace a prefix (empty: none) stands for here. An element without a prefix is in
     /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
-    /// The last short prefix resolved is remembered until the bindings in scope change: the
-    /// fields of an sObject all share one prefix.
+    /// The last two short prefixes resolved are remembered until the bindings in scope change.
     #[inline]
     fn resolve(&mut self, prefix: &[u8]) -> Ns {
-        let key = short_key(prefix);
-        if let (Some(key), Some((last, namespace))) = (key, self.last_resolved)
-            && key == last
-        {
-            return namespace;
+        let Some(key) = short_key(prefix) else {
+            return resolve_in(&self.bindings, prefix);
+        };
+        match self.last_resolved {
+            [Some((newest, namespace)), _] if newest == key => namespace,
+            [older, Some((oldest, namespace))] if oldest == key => {
+                self.last_resolved = [Some((key, namespace)), older];
+                namespace
+            }
+            [older, _] => {
+                let namespace = resolve_in(&self.bindings, prefix);
+                self.last_resolved = [Some((key, namespace)), older];
+                namespace
+            }
         }
-        let namespace = resolve_in(&self.bindings, prefix);
-        self.last_resolved = key.map(|key| (key, namespace));
-        namespace
+    }
+
+    /// True when the `xsi:type` value is a QName for `User` in the enterprise sObject namespace.
+    /// The value's prefix is resolved like an element's, with the declarations in scope on the
+    /// sObject.
+    fn is_enterprise_user_type(&mut self, type_name: &str) -> bool {
+        let (local, prefix) = split_name(type_name.trim_matches(is_xml_space).as_bytes());
+        local == b"User" && self.resolve(prefix.unwrap_or_default()) == Ns::Enterprise
     }
 
     /// Brings a namespace declaration into scope, refusing the bindings XML forbids. False when
@@ -773,21 +828,33 @@ impl<'a> Parser<'a> {
             key: short_key(prefix),
             namespace: Ns::of_uri(uri),
         });
-        self.last_resolved = None;
+        self.last_resolved = [None; 2];
         Ok(true)
     }
 
-    /// The content of a text or CDATA event, lent from the body unless its line ends need
-    /// normalising (`normalised` does that, as XML 1.0 says).
-    fn content<E: std::fmt::Display>(
-        &self,
+    /// A text or CDATA event: the content of the open value, or text the parser does not keep.
+    /// The content is lent from the body unless its line ends need normalising (`normalised`
+    /// does that, as XML 1.0 says).
+    fn text_event<E: std::fmt::Display>(
+        &mut self,
         raw: &[u8],
         normalised: impl FnOnce() -> Result<Cow<'a, str>, E>,
-    ) -> Result<Cow<'a, str>, OutboundError> {
-        match within(self.input, raw) {
-            Some(text) if !self.carriage_return || !raw.contains(&b'\r') => Ok(Cow::Borrowed(text)),
-            _ => normalised().map_err(|e| self.detail_error(&e)),
-        }
+    ) -> Result<(), OutboundError> {
+        let input = self.input;
+        let carriage_return = self.carriage_return;
+        let Some(OpenElement {
+            frame: Frame::Value(value),
+            ..
+        }) = self.open.last_mut()
+        else {
+            return self.check_stray_text(raw);
+        };
+        let content = match within(input, raw) {
+            Some(text) if !carriage_return || !raw.contains(&b'\r') => Cow::Borrowed(text),
+            // Inside a value, so not inside SessionId: the detail may quote the input.
+            _ => normalised().map_err(malformed)?,
+        };
+        value.append(content, input)
     }
 
     /// Decides what a newly opened element is, from its parent, namespace and local name.
@@ -859,12 +926,13 @@ impl<'a> Parser<'a> {
                 value(Target::NotificationId)
             }
             (Frame::Notification, Ns::Outbound, "sObject") => {
-                let draft = &mut self.notification;
-                if draft.object.is_some() {
+                if self.notification.object.is_some() {
                     return Err(malformed("a Notification with more than one sObject"));
                 }
                 let type_name = attributes.xsi_type.unwrap_or_default();
-                if !is_enterprise_user_type(&self.bindings, &type_name) {
+                let is_user = self.is_enterprise_user_type(&type_name);
+                let draft = &mut self.notification;
+                if !is_user {
                     draft.object = Some(Err(NotificationError::NotAUser {
                         xsi_type: truncate(&type_name, MAX_TYPE_NAME_CHARS),
                     }));
@@ -915,13 +983,22 @@ impl<'a> Parser<'a> {
         // Key and value, as slices: nothing to drop.
         let mut candidates: [Option<(&[u8], &[u8])>; 2] = [None, None];
         let mut candidate_count = 0;
-        for (index, attribute) in start.attributes().enumerate() {
+        let mut keys = AttributeKeys::default();
+        // quick-xml's duplicate check keeps the keys in a vector it allocates for each element;
+        // `keys` makes the same check without allocating for a real element's few attributes.
+        for (index, attribute) in start.attributes().with_checks(false).enumerate() {
             if index >= MAX_ATTRIBUTES {
                 return Err(malformed(format_args!(
                     "an element has more than {MAX_ATTRIBUTES} attributes"
                 )));
             }
             let attribute = attribute.map_err(|e| self.detail_error(&e))?;
+            if !keys.insert(attribute.key.into_inner()) {
+                return Err(self.detail_error(&format_args!(
+                    "an element has the attribute {} twice",
+                    String::from_utf8_lossy(attribute.key.as_ref())
+                )));
+            }
             if let Some(declaration) = attribute.key.as_namespace_binding() {
                 if self.bind(declaration, &attribute.value)? {
                     found.namespace_declarations += 1;
@@ -1006,7 +1083,7 @@ impl<'a> Parser<'a> {
             let in_scope = self.bindings.len();
             self.bindings
                 .truncate(in_scope.saturating_sub(closed.namespace_declarations));
-            self.last_resolved = None;
+            self.last_resolved = [None; 2];
         }
         match closed.frame {
             Frame::Notification => {
@@ -1117,28 +1194,11 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// The text of a resolved reference.
     fn text(&mut self, text: Cow<'a, str>) -> Result<(), OutboundError> {
+        let input = self.input;
         match self.top_mut() {
-            Some(Frame::Value(value)) => {
-                if value.text.len() + text.len() > MAX_FIELD_BYTES {
-                    return Err(OutboundError::FieldTooLarge {
-                        field: value.target.name().to_string(),
-                    });
-                }
-                match &mut value.text {
-                    empty if empty.is_empty() => value.text = text,
-                    Cow::Owned(joined) => joined.push_str(&text),
-                    Cow::Borrowed(first) => {
-                        // Text split by a reference comes in several pieces: room for the rest
-                        // of them, so the pieces that follow rarely reallocate.
-                        let mut joined = String::with_capacity((first.len() + text.len()) * 2);
-                        joined.push_str(first);
-                        joined.push_str(&text);
-                        value.text = Cow::Owned(joined);
-                    }
-                }
-                Ok(())
-            }
+            Some(Frame::Value(value)) => value.append(text, input),
             None if !is_blank(&text) => Err(self.stray_text_error()),
             _ => Ok(()),
         }
@@ -1215,6 +1275,35 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Attributes kept inline by [`AttributeKeys`]; more go to a vector.
+const ATTRIBUTE_KEYS_INLINE: usize = 8;
+
+/// The attribute names of one start tag seen so far, as written.
+#[derive(Default)]
+struct AttributeKeys<'k> {
+    inline: [&'k [u8]; ATTRIBUTE_KEYS_INLINE],
+    count: usize,
+    more: Vec<&'k [u8]>,
+}
+
+impl<'k> AttributeKeys<'k> {
+    /// Adds `key`; false when the tag already has it.
+    fn insert(&mut self, key: &'k [u8]) -> bool {
+        let inline = self.inline.get(..self.count).unwrap_or_default();
+        if inline.contains(&key) || self.more.contains(&key) {
+            return false;
+        }
+        match self.inline.get_mut(self.count) {
+            Some(slot) => {
+                *slot = key;
+                self.count += 1;
+            }
+            None => self.more.push(key),
+        }
+        true
+    }
+}
+
 #[derive(Default)]
 struct ElementAttributes<'a> {
     namespace_declarations: usize,
@@ -1223,20 +1312,12 @@ struct ElementAttributes<'a> {
     nil: bool,
 }
 
-/// True when the `xsi:type` value is a QName for `User` in the enterprise sObject namespace. The
-/// value's prefix is resolved like an element's, with the declarations in scope on the sObject.
-fn is_enterprise_user_type(bindings: &[Binding<'_>], type_name: &str) -> bool {
-    let (local, prefix) = QName(type_name.trim_matches(is_xml_space).as_bytes()).decompose();
-    let prefix = prefix.as_ref().map_or(&b""[..], |p| p.as_ref());
-    local.as_ref() == b"User" && resolve_in(bindings, prefix) == Ns::Enterprise
-}
-
 fn parse_organization_id(text: &str) -> Result<SalesforceId, OutboundError> {
     let id =
         SalesforceId::parse(text).map_err(|e| OutboundError::BadOrganizationId(e.to_string()))?;
-    if id.key_prefix() != ORGANIZATION_KEY_PREFIX {
+    if !id.has_key_prefix(ORGANIZATION_KEY_PREFIX) {
         return Err(OutboundError::BadOrganizationId(format!(
-            "{id} does not start with {ORGANIZATION_KEY_PREFIX}"
+            "{id} does not start with 00D"
         )));
     }
     Ok(id)
@@ -1256,8 +1337,15 @@ fn field_name(key: Cow<'_, str>) -> Result<Cow<'_, str>, OutboundError> {
 /// names and text from the body it reads, so they do; anything else gets `None`.
 #[inline]
 fn within<'a>(input: &'a str, part: &[u8]) -> Option<&'a str> {
-    let start = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    let start = offset_in(input, part)?;
     input.get(start..start.checked_add(part.len())?)
+}
+
+/// Where `part` starts in `input`, when it lies inside it.
+#[inline]
+fn offset_in(input: &str, part: &[u8]) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    (start.checked_add(part.len())? <= input.len()).then_some(start)
 }
 
 /// Only UTF-8 (and its subset ASCII) is accepted; the parser reads bytes as UTF-8.

@@ -100,6 +100,11 @@ impl SalesforceId {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// The 18-character form's bytes (ASCII letters and digits).
+    pub fn as_bytes(&self) -> &[u8; 18] {
+        &self.0
+    }
+
     /// The case-sensitive 15-character form.
     pub fn short(&self) -> &str {
         &self.as_str()[..15]

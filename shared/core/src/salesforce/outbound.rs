@@ -456,6 +456,16 @@ fn split_name(name: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
+/// Slots of the resolved-prefix cache.
+const RESOLVED_SLOTS: usize = 4;
+
+/// The cache slot of a short prefix's key: its last two bytes mixed, so that the empty prefix and
+/// the usual `sf`, `xsi`, `soapenv` land apart.
+#[inline]
+fn cache_slot(key: u64) -> usize {
+    ((key ^ key >> 8) as usize) % RESOLVED_SLOTS
+}
+
 /// The namespace `prefix` is bound to by the innermost of `bindings` that binds it.
 #[inline]
 fn resolve_in(bindings: &[Binding<'_>], prefix: &[u8]) -> Ns {
@@ -554,23 +564,33 @@ struct ValueDraft<'a> {
 
 impl<'a> ValueDraft<'a> {
     /// Adds a piece of the value's text (`input` is the body, which pieces are lent from).
+    #[inline]
     fn append(&mut self, text: Cow<'a, str>, input: &'a str) -> Result<(), OutboundError> {
         if self.text.len() + text.len() > MAX_FIELD_BYTES {
             return Err(OutboundError::FieldTooLarge {
                 field: self.target.name().to_string(),
             });
         }
+        if self.text.is_empty() {
+            self.text = text;
+        } else {
+            self.join(&text, input);
+        }
+        Ok(())
+    }
+
+    /// Adds a piece to text that already has one.
+    #[inline(never)]
+    fn join(&mut self, text: &str, input: &'a str) {
         match &mut self.text {
-            empty if empty.is_empty() => self.text = text,
-            Cow::Owned(joined) => joined.push_str(&text),
+            Cow::Owned(joined) => joined.push_str(text),
             Cow::Borrowed(first) => {
-                let mut joined = String::with_capacity(joined_capacity(input, first, &text));
+                let mut joined = String::with_capacity(joined_capacity(input, first, text));
                 joined.push_str(first);
-                joined.push_str(&text);
+                joined.push_str(text);
                 self.text = Cow::Owned(joined);
             }
         }
-        Ok(())
     }
 }
 
@@ -653,9 +673,10 @@ struct Parser<'a> {
     open: Vec<OpenElement<'a>>,
     /// Namespace declarations in scope, innermost last.
     bindings: Vec<Binding<'a>>,
-    /// The last two short prefixes resolved (key and namespace) under the current `bindings`,
-    /// newest first: an sObject's fields share one prefix, and its `xsi:nil` attributes another.
-    last_resolved: [Option<(u64, Ns)>; 2],
+    /// Short prefixes resolved under the current `bindings` (key and namespace), each in the slot
+    /// [`cache_slot`] gives it: a message uses a handful of prefixes, and the fields of an
+    /// sObject all share one.
+    resolved: [Option<(u64, Ns)>; RESOLVED_SLOTS],
     root_seen: bool,
     body_seen: bool,
     notifications_seen: bool,
@@ -680,7 +701,7 @@ impl<'a> Parser<'a> {
             // A real message nests about seven deep; a deeper one grows the stack.
             open: Vec::with_capacity(8),
             bindings: Vec::new(),
-            last_resolved: [None; 2],
+            resolved: [None; RESOLVED_SLOTS],
             root_seen: false,
             body_seen: false,
             notifications_seen: false,
@@ -730,7 +751,37 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A start tag. Most are a field of the open User sObject, with no attribute and in the
+    /// enterprise namespace: they take a short path to the frame [`Parser::open_element`] gives
+    /// them; every other tag takes that general path.
+    #[inline]
     fn open(&mut self, start: &BytesStart<'_>) -> Result<(), OutboundError> {
+        if start.attributes_raw().is_empty()
+            && self.open.len() < MAX_DEPTH
+            && matches!(self.top(), Some(Frame::UserSObject))
+        {
+            let (local, prefix) = split_name(start.name().into_inner());
+            if self.resolve(prefix.unwrap_or_default()) == Ns::Enterprise
+                && let Some(local) = within(self.input, local)
+            {
+                let key = field_name(Cow::Borrowed(local))?;
+                self.open.push(OpenElement {
+                    frame: Frame::Value(ValueDraft {
+                        target: Target::Field(key),
+                        text: Cow::Borrowed(""),
+                        nil: false,
+                        has_children: false,
+                    }),
+                    namespace_declarations: 0,
+                });
+                return Ok(());
+            }
+        }
+        self.open_element(start)
+    }
+
+    #[inline(never)]
+    fn open_element(&mut self, start: &BytesStart<'_>) -> Result<(), OutboundError> {
         if self.open.len() >= MAX_DEPTH {
             return Err(malformed(format_args!(
                 "elements nest deeper than {MAX_DEPTH}"
@@ -761,31 +812,30 @@ impl<'a> Parser<'a> {
 
     /// The namespace a prefix (empty: none) stands for here. An element without a prefix is in
     /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
-    /// The last two short prefixes resolved are remembered until the bindings in scope change.
+    /// Short prefixes resolved are remembered until the bindings in scope change.
     #[inline]
     fn resolve(&mut self, prefix: &[u8]) -> Ns {
         let Some(key) = short_key(prefix) else {
             return resolve_in(&self.bindings, prefix);
         };
-        match self.last_resolved {
-            [Some((newest, namespace)), _] if newest == key => namespace,
-            [older, Some((oldest, namespace))] if oldest == key => {
-                self.last_resolved = [Some((key, namespace)), older];
-                namespace
-            }
-            [older, _] => {
-                let namespace = resolve_in(&self.bindings, prefix);
-                self.last_resolved = [Some((key, namespace)), older];
-                namespace
-            }
+        let slot = cache_slot(key);
+        if let Some(Some((cached, namespace))) = self.resolved.get(slot)
+            && *cached == key
+        {
+            return *namespace;
         }
+        let namespace = resolve_in(&self.bindings, prefix);
+        if let Some(entry) = self.resolved.get_mut(slot) {
+            *entry = Some((key, namespace));
+        }
+        namespace
     }
 
     /// True when the `xsi:type` value is a QName for `User` in the enterprise sObject namespace.
     /// The value's prefix is resolved like an element's, with the declarations in scope on the
     /// sObject.
     fn is_enterprise_user_type(&mut self, type_name: &str) -> bool {
-        let (local, prefix) = split_name(type_name.trim_matches(is_xml_space).as_bytes());
+        let (local, prefix) = split_name(trim_xml_space(type_name).as_bytes());
         local == b"User" && self.resolve(prefix.unwrap_or_default()) == Ns::Enterprise
     }
 
@@ -828,7 +878,7 @@ impl<'a> Parser<'a> {
             key: short_key(prefix),
             namespace: Ns::of_uri(uri),
         });
-        self.last_resolved = [None; 2];
+        self.resolved = [None; RESOLVED_SLOTS];
         Ok(true)
     }
 
@@ -943,10 +993,14 @@ impl<'a> Parser<'a> {
                 } else {
                     // Marks the sObject as seen; replaced by the user when it closes.
                     draft.object = Some(Err(NotificationError::MissingUserId));
-                    self.user = UserDraft {
-                        fields: Vec::with_capacity(FIELDS_SCANNED),
-                        ..UserDraft::default()
-                    };
+                    // The last sObject's draft was taken when it closed; only a draft that is
+                    // somehow not empty is dropped and replaced.
+                    let user = &mut self.user;
+                    if user.id.is_some() || !user.fields.is_empty() || user.names.is_some() {
+                        *user = UserDraft::default();
+                    }
+                    user.name_bits = 0;
+                    user.fields.reserve(FIELDS_SCANNED);
                     Frame::UserSObject
                 }
             }
@@ -1066,7 +1120,7 @@ impl<'a> Parser<'a> {
                 None => Cow::Owned(value.into_owned()),
             });
         } else {
-            found.nil = match value.trim_matches(is_xml_space) {
+            found.nil = match trim_xml_space(&value) {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 _ => return Err(malformed("xsi:nil is neither true nor false")),
@@ -1075,15 +1129,36 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// An end tag. Most close a field with text and no child, nil or namespace declaration:
+    /// they go straight to the user's fields, as [`Parser::close_element`] would add them;
+    /// every other element takes that general path.
+    #[inline]
     fn close(&mut self) -> Result<(), OutboundError> {
         let Some(closed) = self.open.pop() else {
             return Err(malformed("an end tag without a start tag"));
         };
+        match closed {
+            OpenElement {
+                frame:
+                    Frame::Value(ValueDraft {
+                        target: Target::Field(key),
+                        text,
+                        nil: false,
+                        has_children: false,
+                    }),
+                namespace_declarations: 0,
+            } if key != "Id" => self.user.add(key, Some(text)),
+            closed => self.close_element(closed),
+        }
+    }
+
+    #[inline(never)]
+    fn close_element(&mut self, closed: OpenElement<'a>) -> Result<(), OutboundError> {
         if closed.namespace_declarations > 0 {
             let in_scope = self.bindings.len();
             self.bindings
                 .truncate(in_scope.saturating_sub(closed.namespace_declarations));
-            self.last_resolved = [None; 2];
+            self.resolved = [None; RESOLVED_SLOTS];
         }
         match closed.frame {
             Frame::Notification => {
@@ -1180,9 +1255,7 @@ impl<'a> Parser<'a> {
                 "a Notification has no Id".into(),
             ));
         };
-        let mut key = [0u8; 18];
-        key.copy_from_slice(id.as_str().as_bytes());
-        if !self.notification_ids.insert(key) {
+        if !self.notification_ids.insert(*id.as_bytes()) {
             return Err(OutboundError::DuplicateNotificationId(id.to_string()));
         }
         self.notifications.push(NotificationRef {
@@ -1374,52 +1447,88 @@ struct CharacterScan {
     carriage_return: bool,
 }
 
-/// Finds, byte-wise, the first character XML 1.0 does not allow and whether there is any CR: in
-/// valid UTF-8 only the C0 controls (bar tab, LF, CR) and U+FFFE / U+FFFF (EF BF BE, EF BF BF)
-/// are outside `Char`. Blocks of 32 bytes are tested four words at a time, without a branch per
-/// word; only a block holding a byte below 0x20 or an 0xEF is looked at byte by byte.
+/// Finds the first character XML 1.0 does not allow and whether there is any CR: in valid UTF-8
+/// only the C0 controls (bar tab, LF, CR) and U+FFFE / U+FFFF (EF BF BE, EF BF BF) are outside
+/// `Char`. Most of a body is printable ASCII, which a block of 32 bytes shows with four words
+/// and no branch per word; a block with anything else is tested word by word, and only a word
+/// that may hold a control or an 0xEF is looked at byte by byte.
 fn scan_characters(text: &str) -> CharacterScan {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const EF: u64 = u64::from_ne_bytes([0xEF; 8]);
+    // The high bit of each byte below 0x20 or above 0x7F, and of no byte of a word of printable
+    // ASCII (a borrow only starts at a byte below 0x20, so the lowest such byte is always marked).
+    let outside_printable_ascii = |word: u64| (word.wrapping_sub(ONES * 0x20) | word) & HIGHS;
     // The high bit of each byte that may be below 0x20 or be 0xEF: never clear when one is.
-    let suspects = |chunk: &[u8]| -> u64 {
-        let word = <[u8; 8]>::try_from(chunk).map_or(HIGHS, u64::from_ne_bytes);
+    let suspects = |word: u64| {
         let ef = word ^ EF;
         (word.wrapping_sub(ONES * 0x20) & !word | ef.wrapping_sub(ONES) & !ef) & HIGHS
-    };
-    let bytes = text.as_bytes();
-    let is_bad = |i: usize, b: u8| {
-        (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-            || (b == 0xEF
-                && bytes.get(i + 1) == Some(&0xBF)
-                && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)))
     };
     let mut scan = CharacterScan {
         first_illegal: None,
         carriage_return: false,
     };
-    let mut offset = 0;
-    for block in bytes.chunks(32) {
-        let clean =
-            block.len() == 32 && block.chunks_exact(8).fold(0, |all, c| all | suspects(c)) == 0;
-        if !clean {
-            for (i, &b) in block.iter().enumerate() {
-                if is_bad(offset + i, b) {
-                    scan.first_illegal =
-                        text.get(offset + i..).and_then(|rest| rest.chars().next());
+    let (blocks, _) = text.as_bytes().as_chunks::<32>();
+    for (block_index, block) in blocks.iter().enumerate() {
+        let (words, _) = block.as_chunks::<8>();
+        let printable = words.iter().fold(0, |all, word| {
+            all | outside_printable_ascii(u64::from_ne_bytes(*word))
+        }) == 0;
+        if printable {
+            continue;
+        }
+        for (word_index, word) in words.iter().enumerate() {
+            if suspects(u64::from_ne_bytes(*word)) != 0 {
+                let from = block_index * 32 + word_index * 8;
+                if scan_bytes(text, from..from + 8, &mut scan) {
                     return scan;
                 }
-                scan.carriage_return |= b == b'\r';
             }
         }
-        offset += block.len();
     }
+    let tail = blocks.len() * 32..text.len();
+    scan_bytes(text, tail, &mut scan);
     scan
+}
+
+/// Tests the bytes of `text` in `range` one by one, noting a CR; true (with the character in
+/// `scan`) at the first character XML does not allow.
+fn scan_bytes(text: &str, range: std::ops::Range<usize>, scan: &mut CharacterScan) -> bool {
+    let bytes = text.as_bytes();
+    let start = range.start;
+    for (i, &b) in bytes.get(range).unwrap_or_default().iter().enumerate() {
+        let at = start + i;
+        let illegal = (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+            || (b == 0xEF
+                && bytes.get(at + 1) == Some(&0xBF)
+                && matches!(bytes.get(at + 2), Some(0xBE | 0xBF)));
+        if illegal {
+            scan.first_illegal = text.get(at..).and_then(|rest| rest.chars().next());
+            return true;
+        }
+        scan.carriage_return |= b == b'\r';
+    }
+    false
 }
 
 fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// `text` without XML white space (space, tab, LF, CR) at either end.
+fn trim_xml_space(text: &str) -> &str {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let bytes = text.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |last| last + 1);
+    // Both ends are next to ASCII bytes, so on character boundaries.
+    text.get(start..end).unwrap_or_default()
 }
 
 fn is_blank(text: &str) -> bool {
@@ -2501,6 +2610,43 @@ mod properties {
             }
         }
         Ok(())
+    }
+
+    /// The characters of `text` one at a time: what [`scan_characters`] finds word by word.
+    fn scan_characters_one_by_one(text: &str) -> (Option<char>, bool) {
+        let mut carriage_return = false;
+        for c in text.chars() {
+            if !is_xml_char(c) {
+                return (Some(c), carriage_return);
+            }
+            carriage_return |= c == '\r';
+        }
+        (None, carriage_return)
+    }
+
+    /// Text that puts printable ASCII, controls, CRs, other characters and U+FFFE / U+FFFF (and
+    /// their neighbours U+FFFD, U+EFBF) at any offset, across word and block boundaries.
+    fn scanned_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            6 => "[ -~]{0,40}",
+            1 => select(vec![
+                "\t", "\n", "\r", "\r\n", "\u{0}", "\u{1}", "\u{1F}", "\u{7F}", "\u{80}",
+                "é", "ø", "\u{FEFF}", "\u{FFFD}", "\u{FFFE}", "\u{FFFF}", "\u{EFBF}",
+                "\u{1F600}",
+            ])
+            .prop_map(str::to_owned),
+        ];
+        vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn the_character_scan_finds_what_a_character_by_character_scan_finds(text in scanned_text()) {
+            let scan = scan_characters(&text);
+            prop_assert_eq!((scan.first_illegal, scan.carriage_return), scan_characters_one_by_one(&text));
+        }
     }
 
     proptest! {

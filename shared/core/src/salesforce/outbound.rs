@@ -338,27 +338,24 @@ pub fn read_outbound_message(body: &[u8]) -> Result<OutboundMessageRef<'_>, Outb
     reader.config_mut().trim_text(false);
     let mut parser = Parser::new(text, scan.carriage_return);
     loop {
-        let event = match reader.read_event() {
-            Ok(event) => event,
-            Err(error) => return Err(parser.xml_error(&error, reader.error_position())),
-        };
-        match event {
-            Event::Start(start) => parser.open(&start)?,
-            Event::Empty(start) => {
+        match reader.read_event() {
+            Ok(Event::Start(start)) => parser.open(&start)?,
+            Ok(Event::Empty(start)) => {
                 parser.open(&start)?;
                 parser.close()?;
             }
-            Event::End(_) => parser.close()?,
-            Event::Text(text) => parser.text_event(&text, || text.xml10_content())?,
-            Event::CData(data) => parser.text_event(&data, || data.xml10_content())?,
-            Event::GeneralRef(reference) => {
+            Ok(Event::End(_)) => parser.close()?,
+            Ok(Event::Text(text)) => parser.text_event(&text, || text.xml10_content())?,
+            Ok(Event::CData(data)) => parser.text_event(&data, || data.xml10_content())?,
+            Ok(Event::GeneralRef(reference)) => {
                 let resolved = parser.resolve_reference(&reference)?;
                 parser.text(resolved)?;
             }
-            Event::DocType(_) => return Err(OutboundError::Doctype),
-            Event::Decl(declaration) => check_declared_encoding(&declaration)?,
-            Event::Comment(_) | Event::PI(_) => {}
-            Event::Eof => return parser.finish(),
+            Ok(Event::DocType(_)) => return Err(OutboundError::Doctype),
+            Ok(Event::Decl(declaration)) => check_declared_encoding(&declaration)?,
+            Ok(Event::Comment(_) | Event::PI(_)) => {}
+            Ok(Event::Eof) => return parser.finish(),
+            Err(error) => return Err(parser.xml_error(&error, reader.error_position())),
         }
     }
 }
@@ -564,7 +561,7 @@ struct ValueDraft<'a> {
 
 impl<'a> ValueDraft<'a> {
     /// Adds a piece of the value's text (`input` is the body, which pieces are lent from).
-    #[inline]
+    #[inline(always)]
     fn append(&mut self, text: Cow<'a, str>, input: &'a str) -> Result<(), OutboundError> {
         if self.text.len() + text.len() > MAX_FIELD_BYTES {
             return Err(OutboundError::FieldTooLarge {
@@ -675,7 +672,8 @@ struct Parser<'a> {
     bindings: Vec<Binding<'a>>,
     /// Short prefixes resolved under the current `bindings` (key and namespace), each in the slot
     /// [`cache_slot`] gives it: a message uses a handful of prefixes, and the fields of an
-    /// sObject all share one.
+    /// sObject all share one. A declaration that comes into or goes out of scope forgets its
+    /// own prefix only.
     resolved: [Option<(u64, Ns)>; RESOLVED_SLOTS],
     root_seen: bool,
     body_seen: bool,
@@ -812,7 +810,8 @@ impl<'a> Parser<'a> {
 
     /// The namespace a prefix (empty: none) stands for here. An element without a prefix is in
     /// the default namespace; an unknown prefix, like no namespace, is [`Ns::Other`].
-    /// Short prefixes resolved are remembered until the bindings in scope change.
+    /// Short prefixes resolved are remembered until a declaration of theirs comes into or goes
+    /// out of scope.
     #[inline]
     fn resolve(&mut self, prefix: &[u8]) -> Ns {
         let Some(key) = short_key(prefix) else {
@@ -829,6 +828,16 @@ impl<'a> Parser<'a> {
             *entry = Some((key, namespace));
         }
         namespace
+    }
+
+    /// Forgets what the prefix of `key` resolved to, when a declaration of it comes into or goes
+    /// out of scope: no other prefix resolves differently then. A long prefix is never cached.
+    fn forget_resolved(&mut self, key: Option<u64>) {
+        if let Some(key) = key
+            && let Some(entry) = self.resolved.get_mut(cache_slot(key))
+        {
+            *entry = None;
+        }
     }
 
     /// True when the `xsi:type` value is a QName for `User` in the enterprise sObject namespace.
@@ -873,12 +882,13 @@ impl<'a> Parser<'a> {
                 .ok_or_else(|| malformed("a namespace prefix outside the body"))?
                 .as_bytes()
         };
+        let key = short_key(prefix);
         self.bindings.push(Binding {
             prefix,
-            key: short_key(prefix),
+            key,
             namespace: Ns::of_uri(uri),
         });
-        self.resolved = [None; RESOLVED_SLOTS];
+        self.forget_resolved(key);
         Ok(true)
     }
 
@@ -1109,7 +1119,7 @@ impl<'a> Parser<'a> {
         }
         // A value without a reference is its own text, lent from the body.
         let value = match within(self.input, &attribute.value) {
-            Some(lent) if !lent.as_bytes().contains(&b'&') => Cow::Borrowed(lent),
+            Some(lent) if !lent.bytes().any(|b| b == b'&') => Cow::Borrowed(lent),
             _ => attribute
                 .unescape_value_with(resolve_xml_entity)
                 .map_err(|e| self.detail_error(&e))?,
@@ -1156,9 +1166,12 @@ impl<'a> Parser<'a> {
     fn close_element(&mut self, closed: OpenElement<'a>) -> Result<(), OutboundError> {
         if closed.namespace_declarations > 0 {
             let in_scope = self.bindings.len();
-            self.bindings
-                .truncate(in_scope.saturating_sub(closed.namespace_declarations));
-            self.resolved = [None; RESOLVED_SLOTS];
+            let out_of_scope = in_scope.saturating_sub(closed.namespace_declarations);
+            for index in out_of_scope..in_scope {
+                let key = self.bindings.get(index).and_then(|binding| binding.key);
+                self.forget_resolved(key);
+            }
+            self.bindings.truncate(out_of_scope);
         }
         match closed.frame {
             Frame::Notification => {
@@ -1852,6 +1865,32 @@ mod tests {
         assert_eq!(ana.fields["Manager.Email"], text("boss@acme.example"));
         assert_eq!(ana.fields["Manager.Id"], text("0058a00000LmN5sAAF"));
         assert!(!ana.fields.contains_key("Manager"));
+    }
+
+    #[test]
+    fn a_prefix_means_what_the_declarations_in_scope_say_element_by_element() {
+        let xml = one_user(concat!(
+            "<sf:Title>kept</sf:Title>",
+            // `sf` bound to another namespace on the element itself, then back in scope.
+            r#"<sf:Department xmlns:sf="urn:example:other">ignored</sf:Department>"#,
+            "<sf:Email>kept</sf:Email>",
+            // `x` bound to the enterprise namespace for one element only.
+            r#"<x:Division xmlns:x="urn:sobject.enterprise.soap.sforce.com">kept</x:Division>"#,
+            "<x:Alias>ignored: x is no longer declared</x:Alias>",
+            // A nested redeclaration: the child is in another namespace, its parent is not.
+            r#"<sf:Manager><sf:Email xmlns:sf="urn:example:other">ignored</sf:Email><sf:Id>0058a00000LmN2qAAF</sf:Id></sf:Manager>"#,
+            "<sf:FirstName>kept</sf:FirstName>",
+        ));
+        let message = parse(&xml).unwrap();
+        let names: Vec<_> = user(&message.notifications[0])
+            .fields
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            names,
+            ["Division", "Email", "FirstName", "Manager.Id", "Title"]
+        );
     }
 
     #[test]

@@ -515,6 +515,7 @@ fn name_bit(name: &str) -> u128 {
 
 impl<'a> UserDraft<'a> {
     /// Adds a field, refusing a name already given.
+    #[inline(always)]
     fn add(&mut self, name: Cow<'a, str>, text: Option<Cow<'a, str>>) -> Result<(), OutboundError> {
         let bit = name_bit(&name);
         let taken = match &mut self.names {

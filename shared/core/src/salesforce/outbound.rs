@@ -2431,6 +2431,22 @@ mod tests {
     }
 
     #[test]
+    fn an_attribute_given_twice_on_one_element_is_refused_wherever_it_comes() {
+        // The second of two, and the twelfth of twelve (past the keys kept inline).
+        let mut many: String = (0..11).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        many.push_str(" a9=\"again\"");
+        for attributes in [" a=\"1\" a=\"2\"", many.as_str()] {
+            let detail = malformed_detail(parse(&one_user(&format!(
+                "<sf:Title{attributes}>x</sf:Title>"
+            ))));
+            assert!(detail.contains("twice"), "{detail}");
+        }
+        // The same local name under two prefixes is two attributes.
+        let message = parse(&one_user(r#"<sf:Title a:x="1" b:x="2">x</sf:Title>"#)).unwrap();
+        assert_eq!(user(&message.notifications[0]).fields["Title"], text("x"));
+    }
+
+    #[test]
     fn a_very_long_field_name_is_refused() {
         let name = "N".repeat(MAX_FIELD_NAME_BYTES + 1);
         let detail = malformed_detail(parse(&one_user(&format!("<sf:{name}>x</sf:{name}>"))));

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::ascii::{self, ALPHANUMERIC, UPPER_CASE};
+
 /// Why a string is not a Salesforce id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -27,29 +29,6 @@ pub struct SalesforceId([u8; 18]);
 
 const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
-/// Class bits of a byte in [`BYTE_CLASSES`]: a letter or digit, an upper-case letter.
-const ALPHANUMERIC: u8 = 1;
-const UPPER_CASE: u8 = 2;
-
-/// The class bits of every byte: one table lookup per character instead of two range tests
-/// (ids are parsed twice per Outbound Message notification and once per event).
-const BYTE_CLASSES: [u8; 256] = {
-    let mut classes = [0u8; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        classes[byte] = if b.is_ascii_uppercase() {
-            ALPHANUMERIC | UPPER_CASE
-        } else if b.is_ascii_alphanumeric() {
-            ALPHANUMERIC
-        } else {
-            0
-        };
-        byte += 1;
-    }
-    classes
-};
-
 impl SalesforceId {
     /// Parses a 15- or 18-character id into its 18-character form.
     pub fn parse(raw: &str) -> Result<Self, IdError> {
@@ -60,21 +39,22 @@ impl SalesforceId {
         }
         let (first15, given_suffix) = bytes.split_at(15);
         // One pass, no early exit: ids are short and almost always valid. Each character's class
-        // says whether it may be in an id and, for the first fifteen, gives its case bit.
+        // (one table lookup) says whether it may be in an id and, for the first fifteen, gives
+        // its case bit.
         let mut every = ALPHANUMERIC;
         let mut suffix = [0u8; 3];
         for (slot, chunk) in suffix.iter_mut().zip(first15.chunks_exact(5)) {
             // Bit i is set when the chunk's i-th character is upper case.
             let mut bits = 0;
             for (i, &byte) in chunk.iter().enumerate() {
-                let class = BYTE_CLASSES[usize::from(byte)];
+                let class = ascii::class(byte);
                 every &= class;
-                bits |= usize::from(class >> 1) << i;
+                bits |= usize::from(class & UPPER_CASE != 0) << i;
             }
             *slot = SUFFIX_ALPHABET[bits & 31];
         }
         for &byte in given_suffix {
-            every &= BYTE_CLASSES[usize::from(byte)];
+            every &= ascii::class(byte);
         }
         if every & ALPHANUMERIC == 0 {
             return Err(IdError::Character);

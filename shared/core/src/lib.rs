@@ -1,6 +1,7 @@
 //! userprov's domain. It knows nothing of AWS or Lambda: adapters for the outside world
 //! implement the traits in [`ports`].
 
+mod ascii;
 pub mod breaker;
 pub mod config;
 pub mod connector;

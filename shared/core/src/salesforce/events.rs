@@ -40,6 +40,7 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
+use crate::ascii::{self, LETTER, NAME_CHARACTER};
 use crate::error::{Classify, ErrorClass};
 use crate::ids::{IdError, SalesforceId};
 use crate::source::{Completeness, EventSource, Fields, SourceEvent, SourceUser, parse_datetime};
@@ -1362,8 +1363,6 @@ fn join_list<'s>(parts: impl Iterator<Item = &'s str>, separator: &str) -> Strin
     seen.join(separator)
 }
 
-/// Date-time fields given as epoch milliseconds are stored as ISO 8601, the way an Outbound
-/// Message gives them, so mappings see one format.
 /// A UTC `time` as Salesforce writes datetimes (`2025-03-14T16:02:11.000Z`), exactly as
 /// [`SALESFORCE_DATETIME`] formats it. The years 0 to 9999 are written digit by digit, at a
 /// fraction of the general formatter's cost; others go through it.
@@ -1393,6 +1392,8 @@ fn salesforce_datetime(time: OffsetDateTime) -> Option<String> {
     String::from_utf8(text.to_vec()).ok()
 }
 
+/// Date-time fields given as epoch milliseconds are stored as ISO 8601, the way an Outbound
+/// Message gives them, so mappings see one format.
 fn is_datetime_field(name: &str) -> bool {
     let base = name.strip_suffix("__c").unwrap_or(name);
     base.ends_with("Date") || base.ends_with("Modstamp") || base.ends_with("DateTime")
@@ -1452,36 +1453,15 @@ fn is_field_name(name: &str) -> bool {
     }
 }
 
-/// Class bits of a byte in [`NAME_CLASSES`]: may start a name part, may follow in one.
-const NAME_START: u8 = 1;
-const NAME_REST: u8 = 2;
-
-const NAME_CLASSES: [u8; 256] = {
-    let mut classes = [0u8; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        classes[byte] = if b.is_ascii_alphabetic() {
-            NAME_START | NAME_REST
-        } else if b.is_ascii_digit() || b == b'_' {
-            NAME_REST
-        } else {
-            0
-        };
-        byte += 1;
-    }
-    classes
-};
-
 /// One part of an API name: a letter, then letters, digits and '_' (no dot).
 fn is_name_part(part: &str) -> bool {
     let Some((&first, rest)) = part.as_bytes().split_first() else {
         return false;
     };
-    let rest = rest.iter().fold(NAME_REST, |all, &byte| {
-        all & NAME_CLASSES[usize::from(byte)]
-    });
-    NAME_CLASSES[usize::from(first)] & NAME_START != 0 && rest & NAME_REST != 0
+    let rest = rest
+        .iter()
+        .fold(NAME_CHARACTER, |all, &byte| all & ascii::class(byte));
+    ascii::class(first) & LETTER != 0 && rest & NAME_CHARACTER != 0
 }
 
 fn scalar_text(value: &Value) -> String {

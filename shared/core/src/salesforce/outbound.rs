@@ -561,6 +561,16 @@ struct ValueDraft<'a> {
 }
 
 impl<'a> ValueDraft<'a> {
+    /// A value with no text yet.
+    fn new(target: Target<'a>, nil: bool) -> Self {
+        Self {
+            target,
+            text: Cow::Borrowed(""),
+            nil,
+            has_children: false,
+        }
+    }
+
     /// Adds a piece of the value's text (`input` is the body, which pieces are lent from).
     #[inline(always)]
     fn append(&mut self, text: Cow<'a, str>, input: &'a str) -> Result<(), OutboundError> {
@@ -694,6 +704,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(input: &'a str, carriage_return: bool) -> Self {
+        let notifications = notifications_expected(input.len());
         Self {
             input,
             carriage_return,
@@ -712,10 +723,10 @@ impl<'a> Parser<'a> {
             notification: NotificationDraft::default(),
             user: UserDraft::default(),
             notification_ids: HashSet::with_capacity_and_hasher(
-                notifications_expected(input.len()),
+                notifications,
                 BuildHasherDefault::default(),
             ),
-            notifications: Vec::with_capacity(notifications_expected(input.len())),
+            notifications: Vec::with_capacity(notifications),
         }
     }
 
@@ -765,12 +776,7 @@ impl<'a> Parser<'a> {
             {
                 let key = field_name(Cow::Borrowed(local))?;
                 self.open.push(OpenElement {
-                    frame: Frame::Value(ValueDraft {
-                        target: Target::Field(key),
-                        text: Cow::Borrowed(""),
-                        nil: false,
-                        has_children: false,
-                    }),
+                    frame: Frame::Value(ValueDraft::new(Target::Field(key), false)),
                     namespace_declarations: 0,
                 });
                 return Ok(());
@@ -926,14 +932,7 @@ impl<'a> Parser<'a> {
         attributes: ElementAttributes<'a>,
     ) -> Result<Frame<'a>, OutboundError> {
         let nil = attributes.nil;
-        let value = |target| {
-            Frame::Value(ValueDraft {
-                target,
-                text: Cow::Borrowed(""),
-                nil,
-                has_children: false,
-            })
-        };
+        let value = |target| Frame::Value(ValueDraft::new(target, nil));
         let Some(parent) = self.open.last_mut().map(|element| &mut element.frame) else {
             if self.root_seen {
                 return Err(malformed("more than one document element"));
@@ -1007,10 +1006,13 @@ impl<'a> Parser<'a> {
                     // The last sObject's draft was taken when it closed; only a draft that is
                     // somehow not empty is dropped and replaced.
                     let user = &mut self.user;
-                    if user.id.is_some() || !user.fields.is_empty() || user.names.is_some() {
+                    if user.id.is_some()
+                        || !user.fields.is_empty()
+                        || user.names.is_some()
+                        || user.name_bits != 0
+                    {
                         *user = UserDraft::default();
                     }
-                    user.name_bits = 0;
                     user.fields.reserve(FIELDS_SCANNED);
                     Frame::UserSObject
                 }
